@@ -1,0 +1,48 @@
+# The two commands the README opens with: `make quickstart` and `make test`.
+# Everything installs from PyPI (and Debian, for the test browser); nothing by hand.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RAG := $(VENV)/bin/rag
+INDEX ?= .data/bank-index
+MODEL ?= qwen2.5-0.5b
+QUESTION ?= How do I report a lost or stolen card?
+PYTEST_ARGS ?=
+
+.PHONY: setup models browser quickstart serve test lint format
+
+setup: $(VENV)/.installed
+
+# torch first, pinned to the CPU wheel on these machines' disk: an open range pulls a CUDA build.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+models: setup
+	$(RAG) models pull smollm2-135m
+	$(RAG) models pull $(MODEL)
+
+browser:
+	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+
+# Fetch the sample bank corpus, index it, and answer a question from it.
+quickstart: setup
+	$(RAG) models pull $(MODEL)
+	$(RAG) corpora fetch bank
+	$(RAG) ingest "$$($(RAG) corpora path bank)" --index $(INDEX)
+	$(RAG) ask "$(QUESTION)" --index $(INDEX) --model $(MODEL)
+
+# Then chat in the browser at http://127.0.0.1:8000/
+serve: quickstart
+	$(RAG) serve --index $(INDEX) --model $(MODEL)
+
+test: setup models browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy

@@ -1,0 +1,94 @@
+"""Deterministic stand-ins for the heavy stages, for tests of logic.
+
+`FakeEmbedder` hashes words into a fixed-size bag-of-words vector, so texts that share words are
+near each other and results never change between runs. `ScriptedGenerator` answers from a script
+(a function of the messages, or a fixed list of replies) and streams word by word.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+from rag.embed import Embedder
+from rag.generate.base import Delta, GenerationConfig, Generator
+from rag.types import Message
+
+_WORD = re.compile(r"\w+")
+
+
+class FakeEmbedder(Embedder):
+    def __init__(self, dimension: int = 64, name: str = "fake") -> None:
+        self.dimension = dimension
+        self.name = name
+        self.calls = 0
+        self.texts_embedded = 0
+
+    def count_tokens(self, text: str) -> int:
+        return len(_WORD.findall(text))
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        self.texts_embedded += len(texts)
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
+                out[row, int.from_bytes(digest, "little") % self.dimension] += 1.0
+            norm = np.linalg.norm(out[row])
+            if norm == 0:
+                out[row, 0] = 1.0
+            else:
+                out[row] /= norm
+        return out
+
+
+Script = Callable[[Sequence[Message]], str]
+
+
+class ScriptedGenerator(Generator):
+    """Replies with ``script(messages)`` or the next of ``replies``; records every prompt."""
+
+    def __init__(
+        self,
+        script: Script | None = None,
+        replies: Sequence[str] = (),
+        context_window: int = 2048,
+        name: str = "scripted",
+    ) -> None:
+        self.script = script
+        self.replies = list(replies)
+        self.context_window = context_window
+        self.name = name
+        self.prompts: list[list[Message]] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(_WORD.findall(text)) + text.count("[")
+
+    def _reply(self, messages: Sequence[Message]) -> str:
+        if self.script is not None:
+            return self.script(messages)
+        if self.replies:
+            return self.replies.pop(0)
+        return "I don't know."
+
+    def stream(self, messages: Sequence[Message], config: GenerationConfig) -> Iterator[Delta]:
+        self.prompts.append(list(messages))
+        words = self._reply(messages).split(" ")[: config.max_new_tokens]
+        text = " ".join(words)
+        for stop in config.stop:
+            if stop in text:
+                text = text[: text.index(stop)]
+        pieces = [w if i == 0 else " " + w for i, w in enumerate(text.split(" "))]
+        for piece in pieces[:-1]:
+            yield Delta(text=piece)
+        finish = "length" if len(words) >= config.max_new_tokens else "stop"
+        yield Delta(
+            text=pieces[-1] if pieces else "",
+            finish_reason=finish,
+            prompt_tokens=self.count_prompt_tokens(messages),
+            completion_tokens=len(words),
+        )
