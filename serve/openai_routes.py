@@ -1,0 +1,196 @@
+"""The OpenAI-compatible API: `POST /v1/chat/completions` (streaming or not) and `GET /v1/models`.
+
+Any OpenAI client works against it. The ``model`` field picks a variant (`rag`, `closed-book`,
+and `lora`/`lora-rag` when an adapter is loaded). The cited passages travel in an extra
+top-level ``sources`` field: on the response, and on the last streamed chunk (the one carrying
+``finish_reason``), where OpenAI clients keep it as an extra attribute and otherwise ignore it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from rag.errors import RagError
+from rag.pipeline import AskOptions
+from rag.types import Answer
+from serve.answering import AnswerStream, ClientGone, complete_answer, open_answer
+from serve.http_errors import ApiError, error_body, log, rag_error_fields
+from serve.metrics import Metrics
+from serve.schemas import ChatRequest, sources_json, usage_json
+from serve.state import ServerState
+
+router = APIRouter()
+
+#: Said when the client left before the answer was ready (nginx's "client closed request").
+CLIENT_CLOSED = 499
+DONE = "data: [DONE]\n\n"
+#: Completion ids: unique per process start, cheap to make (no system call per request).
+_ID_PREFIX = uuid.uuid4().hex[:12]
+_ids = itertools.count(1)
+
+
+def _state(request: Request) -> tuple[ServerState, Metrics]:
+    return request.app.state.server, request.app.state.metrics
+
+
+@router.get("/v1/models")
+def list_models(request: Request) -> dict[str, Any]:
+    state, _ = _state(request)
+    created = int(state.loaded_at or time.time())
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": v.name,
+                "object": "model",
+                "created": created,
+                "owned_by": "rag",
+                "description": f"{state.config.model_name}: {v.description}",
+            }
+            for v in state.variants()
+        ],
+    }
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(body: ChatRequest, request: Request) -> Response:
+    state, metrics = _state(request)
+    limits = state.config.limits
+    limits.check_conversation([m.text() for m in body.messages])
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    limits.check_max_tokens(max_tokens)
+    last = body.messages[-1]
+    if last.role != "user":
+        raise ApiError(
+            400,
+            f"The last message must come from the user (got role '{last.role}').",
+            param="messages",
+        )
+    question = last.text()
+    if not question.strip():
+        raise ApiError(400, "The last message is empty: ask something.", param="messages")
+    variant = state.variant(body.model)
+    defaults = AskOptions()
+    options = AskOptions(
+        k=defaults.k if body.k is None else body.k,
+        shots=defaults.shots if body.shots is None else body.shots,
+        retrieval=variant.retrieval,
+        max_new_tokens=max_tokens or defaults.max_new_tokens,
+        temperature=body.temperature if body.temperature is not None else 0.0,
+        stop=body.stop_strings(),
+    )
+    history = [m.to_message() for m in body.messages[:-1]]
+    completion = _Completion(variant.name)
+    try:
+        if not body.stream:
+            final = await complete_answer(
+                request, state, metrics, variant, question, history=history, options=options
+            )
+            return JSONResponse(completion.response(final))
+        answer, first = await open_answer(
+            request, state, metrics, variant, question, history=history, options=options
+        )
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    include_usage = body.stream_options is not None and body.stream_options.include_usage
+    return StreamingResponse(
+        _sse(answer, first, completion, include_usage),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _sse(
+    answer: AnswerStream, first: str | Answer | None, completion: _Completion, include_usage: bool
+) -> AsyncIterator[str]:
+    """OpenAI's chunk sequence: role, content deltas, finish (+ sources), [usage], [DONE].
+
+    Deltas that are ready together go out in one write.
+    """
+    done = False
+    try:
+        events = [_event(completion.chunk({"role": "assistant", "content": ""}))]
+        items: list[str | Answer] = [] if first is None else [first]
+        while items:
+            for item in items:
+                if isinstance(item, str):
+                    if item:
+                        events.append(_event(completion.chunk({"content": item})))
+                    continue
+                finish = completion.chunk({}, finish_reason=item.finish_reason)
+                finish["sources"] = sources_json(item)
+                events.append(_event(finish))
+                if include_usage:
+                    usage = {**completion.chunk({}), "choices": [], "usage": usage_json(item)}
+                    events.append(_event(usage))
+                events.append(DONE)
+                done = True
+            yield "".join(events)
+            events = []
+            items = [] if done else await answer.batch()
+    except RagError as error:
+        status, message, code = rag_error_fields(error)
+        yield _event(error_body(status, message, code=code))
+    except Exception:
+        log.exception("streaming a chat completion failed")
+        yield _event(error_body(500, "Generation failed; the server log has the details."))
+    finally:
+        # Runs when the stream ends and when the client disconnects (the task is cancelled).
+        answer.close()
+    if not done:
+        yield DONE
+
+
+def _event(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+class _Completion:
+    """The id, timestamp and model shared by every chunk of one completion."""
+
+    def __init__(self, model: str) -> None:
+        self.id = f"chatcmpl-{_ID_PREFIX}{next(_ids):x}"
+        self.created = int(time.time())
+        self.model = model
+
+    def _head(self, kind: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": kind,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+        }
+
+    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return {**self._head("chat.completion.chunk"), "choices": [choice]}
+
+    def response(self, answer: Answer) -> dict[str, Any]:
+        message = {"role": "assistant", "content": answer.text, "refusal": None}
+        choice = {
+            "index": 0,
+            "message": message,
+            "logprobs": None,
+            "finish_reason": answer.finish_reason,
+        }
+        return {
+            **self._head("chat.completion"),
+            "choices": [choice],
+            "usage": usage_json(answer),
+            "sources": sources_json(answer),
+            "refused": answer.refused,
+            "timings": {
+                "retrieve_ms": answer.timings.retrieve_ms,
+                "first_token_ms": answer.timings.first_token_ms,
+                "total_ms": answer.timings.total_ms,
+            },
+        }

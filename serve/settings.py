@@ -1,0 +1,61 @@
+"""The server's settings: `RAG_*` environment variables and `.env`, read once at start-up.
+
+They extend the shared `rag.settings.Settings` (cache folder, index, model, device) with what only
+the server needs: where to listen, who may call it, and the limits that keep one client from
+starving the others. `rag serve` reads them once and overrides them with its own options.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from rag.settings import Settings
+
+
+class ServeSettings(Settings):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    #: Bearer keys; empty means no authentication. ``RAG_API_KEYS=k1,k2``.
+    api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    #: A LoRA adapter folder: adds the ``lora`` and ``lora-rag`` variants.
+    adapter: Path | None = None
+    #: An OpenAI-compatible backend to generate with instead of a local model.
+    base_url: str | None = None
+    #: The key the OpenAI-compatible backend at ``base_url`` expects (not a key to this server).
+    backend_api_key: str | None = None
+    #: A JSONL example bank to draw demonstrations from instead of the packaged one.
+    examples: Path | None = None
+    #: Generations running at once (a local CPU model gains nothing from more than 1).
+    concurrency: int = Field(default=1, ge=1, le=256)
+    #: Requests allowed to wait for a generation slot; one more gets 429.
+    queue_size: int = Field(default=32, ge=0, le=10_000)
+    #: Largest JSON request body, in bytes (413 beyond).
+    max_body_bytes: int = Field(default=1_000_000, ge=1_000)
+    #: Most chat messages in one request (400 beyond).
+    max_messages: int = Field(default=64, ge=1)
+    #: Longest single message, in characters (400 beyond).
+    max_message_chars: int = Field(default=16_000, ge=1)
+    #: Largest ``max_tokens`` a client may ask for.
+    max_new_tokens: int = Field(default=1024, ge=1)
+    #: Largest upload request (all files together), in bytes (413 beyond).
+    max_upload_bytes: int = Field(default=20_000_000, ge=1_000)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        """Accept ``k1,k2`` from the environment as well as a list from code."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            return tuple(str(key).strip() for key in value if str(key).strip())
+        return value
+
+
+def load_serve_settings(**overrides: Any) -> ServeSettings:
+    """Read the environment and `.env` once; options given on the command line (not None) win."""
+    given = {key: value for key, value in overrides.items() if value not in (None, (), [])}
+    return ServeSettings(**given)
