@@ -58,11 +58,16 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Hit:
-    """A retrieved chunk. ``ranks`` holds each ranker's 1-based rank (``dense``, ``keyword``)."""
+    """A retrieved chunk. ``ranks`` holds each ranker's 1-based rank (``dense``, ``keyword``).
+
+    ``score`` is the score the hits are ordered by (fused, cosine or BM25, per the search mode);
+    ``scores`` holds each ranker's own score (``dense``: cosine, ``keyword``: BM25) when known.
+    """
 
     chunk: Chunk
     score: float
     ranks: dict[str, int] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
 
 
 Role = Literal["system", "user", "assistant"]

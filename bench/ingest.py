@@ -1,0 +1,98 @@
+"""Ingestion throughput against its floor: a bare `SentenceTransformer.encode` of the same chunks.
+
+    python bench/ingest.py [--corpus bank] [--device cpu|cuda] [--repeat N] [--json]
+
+Fetches the corpus (cached), loads the embedder once, warms it up, then times, interleaved,
+(1) a full `ingest_paths` into a fresh index and (2) `model.encode` over exactly the chunk texts
+that ingestion produced, with sentence-transformers' defaults. Embedding is the real work; loading,
+chunking, token counting and storage should add little, so the ratio should stay near 1 (the
+target is within 15%). With `--repeat`, each side's best time is kept. Prints figures, never a
+verdict; run it on an otherwise idle machine (the load average is printed with the figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Run as `python bench/ingest.py`, this file's folder comes first on sys.path and its name would
+# shadow the `ingest` package it measures.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", default="bank", help="A corpus name (rag corpora list).")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    parser.add_argument("--embedder", default="minilm")
+    parser.add_argument("--repeat", type=int, default=1, help="Runs per side; the best is kept.")
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+    args = parser.parse_args()
+
+    import torch
+
+    from ingest.corpora import fetch
+    from ingest.pipeline import ingest_paths
+    from rag.embed import SentenceTransformerEmbedder
+    from rag.settings import load_settings
+    from rag.store import Index
+
+    cache_dir = args.cache_dir or load_settings().cache_dir
+    corpus = fetch(args.corpus, cache_dir)
+    embedder = SentenceTransformerEmbedder(args.embedder, device=args.device)
+    embedder.warm_up()
+    model = embedder.model
+    model.encode(["warm up the kernels"] * 64, show_progress_bar=False)
+    load_before = os.getloadavg()
+
+    cuda = bool(embedder.device and embedder.device.startswith("cuda"))
+    ingest_times: list[float] = []
+    encode_times: list[float] = []
+    # Interleaved, so a change in the machine's load hits both sides alike.
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        for run in range(args.repeat):
+            index_dir = Path(tmp) / f"index-{run}"
+            started = time.perf_counter()
+            summary = ingest_paths([corpus.docs_dir], index_dir, embedder=embedder)
+            ingest_times.append(time.perf_counter() - started)
+            with Index.open(index_dir) as index:
+                texts = [chunk.text for chunk in index.all_chunks()]
+            started = time.perf_counter()
+            model.encode(texts, normalize_embeddings=True, show_progress_bar=False)
+            if cuda:
+                torch.cuda.synchronize()
+            encode_times.append(time.perf_counter() - started)
+
+    ingest_s, encode_s = min(ingest_times), min(encode_times)
+    figures = {
+        "corpus": args.corpus,
+        "device": embedder.device,
+        "torch_threads": torch.get_num_threads(),
+        "documents": summary.added,
+        "failed": len(summary.failed),
+        "chunks": summary.chunks,
+        "ingest_seconds": round(ingest_s, 2),
+        "ingest_chunks_per_s": round(summary.chunks / ingest_s, 1),
+        "encode_seconds": round(encode_s, 2),
+        "encode_chunks_per_s": round(len(texts) / encode_s, 1),
+        "ratio_ingest_to_encode": round(ingest_s / encode_s, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+    }
+    if args.json:
+        print(json.dumps(figures))
+        return
+    for key, value in figures.items():
+        print(f"{key:<24} {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""Ingestion: files -> documents -> chunks -> vectors + rows, incrementally and crash-safely.
+
+A content hash per document decides the work: unchanged documents cost nothing (the embedder is
+not even loaded when nothing changed), a changed one has its chunks replaced, and documents whose
+files are gone from an ingested folder are pruned. All changes of one run are published as one
+new index generation, so a crash leaves the index as it was before the run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ingest.chunker import ChunkerConfig, chunk_document
+from ingest.loaders import DEFAULT_MAX_BYTES, SourceFile, discover, load_file
+from rag.errors import ConfigError, EmbedderMismatch, InputError
+from rag.store import DocumentInfo, read_documents
+from rag.store_layout import Manifest, not_found
+from rag.store_write import IndexWriter
+from rag.types import Chunk, Document
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from rag.embed import Embedder
+
+DEFAULT_CHUNK_TOKENS = 256
+DEFAULT_OVERLAP = 32
+EMBED_BATCH = 64
+
+
+@dataclass
+class IngestSummary:
+    """What one run did. ``chunks`` is the index's total after the run; ``embedded`` this run's."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    chunks: int = 0
+    seconds: float = 0.0
+    embedded: int = 0
+    index: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["failed"] = [{"path": path, "reason": reason} for path, reason in self.failed]
+        return data
+
+
+@dataclass
+class _Plan:
+    """The diff between the files on disk and the index."""
+
+    new: list[Document] = field(default_factory=list)
+    changed: list[Document] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+
+def ingest_paths(
+    paths: Sequence[Path],
+    index_dir: Path,
+    *,
+    embedder: Embedder | None = None,
+    embedder_name: str = "minilm",
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    prune: bool = True,
+    reindex: bool = False,
+    chunk_tokens: int | None = None,
+    chunk_overlap: int | None = None,
+    vector_index: str | None = None,
+    json_field: str = "text",
+    progress: bool = False,
+    device: str | None = None,
+    max_file_bytes: int = DEFAULT_MAX_BYTES,
+) -> IngestSummary:
+    """Bring the index at ``index_dir`` in line with ``paths`` (files and folders).
+
+    ``chunk_tokens``/``chunk_overlap``/``vector_index`` default to the index's own settings (or
+    256/32/flat for a new index); other chunk sizes need ``reindex``. A different vector index
+    kind is converted in place. ``chunk_tokens`` is capped at what the embedder reads.
+    """
+    started = time.perf_counter()
+    index_dir = Path(index_dir)
+    files = discover([Path(p) for p in paths], include, exclude, skip=index_dir)
+    summary = IngestSummary(index=str(index_dir))
+    name = embedder.name if embedder is not None else embedder_name
+    with IndexWriter(index_dir) as writer:
+        old = None if reindex else writer.manifest
+        manifest = _manifest(old, name, chunk_tokens, chunk_overlap, vector_index)
+        config = ChunkerConfig(manifest.chunk_tokens, manifest.chunk_overlap)
+        stored = _stored_documents(index_dir) if old is not None else {}
+        documents = _load(files, json_field, max_file_bytes, summary)
+        plan = _plan(files, documents, stored, prune)
+        converting = old is not None and old.vector_index != manifest.vector_index
+        if not (plan.new or plan.changed or plan.remove or converting or old is None):
+            summary.unchanged = plan.unchanged
+            summary.chunks = sum(d.chunks for d in stored.values())
+            summary.seconds = time.perf_counter() - started
+            return summary
+        todo = plan.new + plan.changed
+        if todo or old is None:
+            embedder = embedder or _load_embedder(name, device)
+            embedder.warm_up()
+            manifest.dimension = embedder.dimension
+            config = replace(config, chunk_tokens=min(config.chunk_tokens, embedder.max_tokens))
+        writer.begin(manifest, reindex=reindex)
+        for doc_id in plan.remove:
+            writer.remove_document(doc_id)
+        if todo:
+            assert embedder is not None
+            chunked = [chunk_document(doc, embedder.count_tokens, config) for doc in todo]
+            vectors = embed_chunks(embedder, [c for chunks in chunked for c in chunks], progress)
+            offset = 0
+            for doc, chunks in zip(todo, chunked, strict=True):
+                writer.add_document(doc, chunks, vectors[offset : offset + len(chunks)])
+                offset += len(chunks)
+            summary.embedded = offset
+        writer.commit()
+        summary.chunks = writer.chunk_total
+    summary.added, summary.updated = len(plan.new), len(plan.changed)
+    summary.removed, summary.unchanged = len(plan.remove), plan.unchanged
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def remove_documents(index_dir: Path, doc_ids: Sequence[str]) -> IngestSummary:
+    """Delete documents by id; ids not in the index are reported as failed."""
+    started = time.perf_counter()
+    summary = IngestSummary(index=str(index_dir))
+    with IndexWriter(Path(index_dir)) as writer:
+        if writer.manifest is None:
+            raise not_found(Path(index_dir))
+        stored = _stored_documents(Path(index_dir))
+        present = [d for d in dict.fromkeys(doc_ids) if d in stored]
+        summary.failed = [(d, "not in the index") for d in doc_ids if d not in stored]
+        summary.chunks = sum(d.chunks for d in stored.values())
+        if present:
+            writer.begin(replace(writer.manifest))
+            for doc_id in present:
+                writer.remove_document(doc_id)
+            writer.commit()
+            summary.chunks = writer.chunk_total
+        summary.removed = len(present)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def embed_chunks(embedder: Embedder, chunks: Sequence[Chunk], progress: bool) -> np.ndarray:
+    """Vectors for ``chunks`` in their order, embedded longest first in fixed-size batches.
+
+    Sorting by length keeps padding (wasted model work) small, as sentence-transformers does
+    inside one ``encode`` call; batching here lets the progress bar show chunks/s as it goes.
+    """
+    import numpy as np
+    from tqdm import tqdm
+
+    texts = [c.text for c in chunks]
+    out = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    with tqdm(total=len(texts), unit="chunk", desc="embedding", disable=not progress) as bar:
+        for start in range(0, len(order), EMBED_BATCH):
+            batch = order[start : start + EMBED_BATCH]
+            out[batch] = embedder.embed_batch([texts[i] for i in batch])
+            bar.update(len(batch))
+    return out
+
+
+def _manifest(
+    old: Manifest | None,
+    embedder: str,
+    chunk_tokens: int | None,
+    chunk_overlap: int | None,
+    vector_index: str | None,
+) -> Manifest:
+    if old is None:
+        return Manifest(
+            embedder=embedder,
+            dimension=0,
+            chunk_tokens=chunk_tokens or DEFAULT_CHUNK_TOKENS,
+            chunk_overlap=DEFAULT_OVERLAP if chunk_overlap is None else chunk_overlap,
+            vector_index=vector_index or "flat",
+        )
+    if old.embedder != embedder:
+        raise EmbedderMismatch(
+            f"this index was built with embedder {old.embedder!r}, not {embedder!r}: ingest "
+            f"with `--embedder {old.embedder}`, or rebuild it with `--reindex --embedder "
+            f"{embedder}`"
+        )
+    overlap = old.chunk_overlap if chunk_overlap is None else chunk_overlap
+    asked = (chunk_tokens or old.chunk_tokens, overlap)
+    if asked != (old.chunk_tokens, old.chunk_overlap):
+        raise ConfigError(
+            f"this index was chunked with --chunk-tokens {old.chunk_tokens} --overlap "
+            f"{old.chunk_overlap}; pass the same values, or add --reindex to rebuild it with "
+            f"{asked[0]}/{asked[1]}"
+        )
+    return replace(old, vector_index=vector_index or old.vector_index)
+
+
+def _load_embedder(name: str, device: str | None) -> Embedder:
+    from rag.embed import load_embedder
+
+    return load_embedder(name, device=device)
+
+
+def _stored_documents(index_dir: Path) -> dict[str, DocumentInfo]:
+    return {doc.id: doc for doc in read_documents(index_dir)}
+
+
+def _load(
+    files: Sequence[SourceFile], json_field: str, max_bytes: int, summary: IngestSummary
+) -> dict[SourceFile, list[Document]]:
+    """Each readable file's documents; the others go to ``summary.failed`` with the reason."""
+    loaded: dict[SourceFile, list[Document]] = {}
+    seen: dict[str, Path] = {}
+    for file in files:
+        try:
+            documents = load_file(file, json_field=json_field, max_bytes=max_bytes)
+        except InputError as error:
+            summary.failed.append((str(file.path), str(error)))
+            continue
+        clash = next((seen[d.id] for d in documents if d.id in seen), None)
+        if clash is not None:
+            summary.failed.append(
+                (
+                    str(file.path),
+                    f"duplicate document id {documents[0].id!r} (also {clash}); "
+                    "ingest the folders separately or their common parent",
+                )
+            )
+            continue
+        seen.update({d.id: file.path for d in documents})
+        loaded[file] = documents
+    return loaded
+
+
+def _plan(
+    files: Sequence[SourceFile],
+    loaded: dict[SourceFile, list[Document]],
+    stored: dict[str, DocumentInfo],
+    prune: bool,
+) -> _Plan:
+    plan = _Plan()
+    fresh_ids = {d.id for documents in loaded.values() for d in documents}
+    for documents in loaded.values():
+        for doc in documents:
+            old = stored.get(doc.id)
+            if old is None:
+                plan.new.append(doc)
+            elif old.content_hash != doc.content_hash:
+                plan.changed.append(doc)
+            else:
+                plan.unchanged += 1
+    loaded_sources = {str(f.path) for f in loaded}
+    # Records gone from a JSON file that was read again belong to a changed file: removed.
+    plan.remove = [
+        doc_id
+        for doc_id, doc in stored.items()
+        if doc.source in loaded_sources and doc_id not in fresh_ids
+    ]
+    if prune:
+        roots = {f.root for f in files if f.root is not None}
+        present = {str(f.path) for f in files}
+        plan.remove += [
+            doc_id
+            for doc_id, doc in stored.items()
+            if doc.source not in present and any(Path(doc.source).is_relative_to(r) for r in roots)
+        ]
+    return plan
