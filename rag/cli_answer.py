@@ -1,0 +1,205 @@
+"""`rag search`, `rag ask` and `rag chat`: retrieval alone, one answer, a conversation.
+
+Each command reads settings, builds the pipeline (or retriever) once, calls it and prints.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from rag.pipeline import AskOptions, Pipeline
+    from rag.types import Answer, Chunk, Hit, Message
+
+INDEX_HELP = "Index folder (default: RAG_INDEX or ./index)."
+MODE_HELP = "Retrieval: hybrid (dense + keyword, fused), dense or keyword."
+
+
+def _source_line(marker: int, chunk: Chunk) -> str:
+    from rag.prompt import chunk_label
+
+    return f"[{marker}] {chunk_label(chunk)} — {chunk.source or chunk.doc_id}"
+
+
+def _hit_line(rank: int, hit: Hit) -> str:
+    scores = " ".join(f"{name}={value:.3f}" for name, value in hit.scores.items())
+    ranks = " ".join(f"{name}#{value}" for name, value in hit.ranks.items())
+    snippet = " ".join(hit.chunk.text.split())[:160]
+    details = f"score={hit.score:.4f} {scores} {ranks}"
+    return f"{_source_line(rank, hit.chunk)}\n    {details}\n    {snippet}"
+
+
+def _print_sources(answer: Answer) -> None:
+    if answer.refused or not answer.citations:
+        typer.echo("Sources: none cited." if not answer.refused else "Sources: none.")
+    else:
+        typer.echo("Sources:")
+        for citation in answer.citations:
+            typer.echo("  " + _source_line(citation.marker, citation.chunk))
+    if answer.invalid_markers:
+        typer.echo(f"  (markers pointing at no passage: {answer.invalid_markers})")
+    if answer.dropped:
+        typer.echo(f"  (left out to fit the context window: {'; '.join(answer.dropped)})")
+
+
+def _stream(
+    pipeline: Pipeline, question: str, history: list[Message], options: AskOptions
+) -> Answer:
+    from rag.types import Answer
+
+    answer: Answer | None = None
+    for item in pipeline.stream(question, history=history, options=options):
+        if isinstance(item, Answer):
+            answer = item
+        else:
+            sys.stdout.write(item)
+            sys.stdout.flush()
+    typer.echo("")
+    assert answer is not None  # the stream ends with the Answer
+    return answer
+
+
+def register(app: typer.Typer) -> None:
+    """Add `search`, `ask` and `chat` to the `rag` app."""
+
+    @app.command()
+    def search(
+        query: str = typer.Argument(..., help="What to look for."),
+        index: Path | None = typer.Option(None, "--index", help=INDEX_HELP),
+        k: int = typer.Option(5, "--k", help="Hits to return."),
+        mode: str = typer.Option("hybrid", "--mode", help=MODE_HELP),
+        source: str | None = typer.Option(
+            None, "--source", help="Only sources matching this glob."
+        ),
+        min_score: float | None = typer.Option(
+            None, "--min-score", help="Drop hits whose dense cosine is below this."
+        ),
+        mmr: bool = typer.Option(
+            False, "--mmr", help="Diversify the hits (maximal marginal relevance)."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print the hits as JSON."),
+    ) -> None:
+        """Show what retrieval returns for QUERY (no generation): for debugging retrieval."""
+        from rag.retrieve import open_retriever, parse_mode
+        from rag.settings import load_settings
+
+        settings = load_settings()
+        retriever = open_retriever(index or settings.index, device=settings.device or None)
+        hits = retriever.search(
+            query, k=k, mode=parse_mode(mode), source_glob=source, min_score=min_score, mmr=mmr
+        )
+        if as_json:
+            typer.echo(json.dumps([asdict(h) for h in hits], indent=2, ensure_ascii=False))
+            return
+        if not hits:
+            typer.echo("No hits.")
+        for rank, hit in enumerate(hits, 1):
+            typer.echo(_hit_line(rank, hit))
+
+    @app.command()
+    def ask(
+        question: str = typer.Argument(..., help="The question."),
+        index: Path | None = typer.Option(None, "--index", help=INDEX_HELP),
+        model: str | None = typer.Option(
+            None, "--model", help="Generator: registry name or folder."
+        ),
+        k: int = typer.Option(5, "--k", help="Passages to retrieve."),
+        shots: int = typer.Option(2, "--shots", help="Demonstrations in the prompt (0 for none)."),
+        no_retrieval: bool = typer.Option(False, "--no-retrieval", help="Answer closed-book."),
+        mode: str = typer.Option("hybrid", "--mode", help=MODE_HELP),
+        min_score: float | None = typer.Option(
+            None, "--min-score", help="Relevance floor on the dense cosine (default: calibrated)."
+        ),
+        adapter: Path | None = typer.Option(None, "--adapter", help="A LoRA adapter folder."),
+        examples: Path | None = typer.Option(
+            None, "--examples", help="Your own example bank (JSONL)."
+        ),
+        max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Answer length limit."),
+        as_json: bool = typer.Option(False, "--json", help="Print the whole Answer as JSON."),
+    ) -> None:
+        """Answer QUESTION from the indexed documents, streaming, then list the cited sources."""
+        from rag.pipeline import AskOptions, build_pipeline
+        from rag.retrieve import parse_mode
+        from rag.settings import load_settings
+
+        settings = load_settings()
+        options = AskOptions(
+            k=k,
+            shots=shots,
+            retrieval=not no_retrieval,
+            mode=parse_mode(mode),
+            min_score=min_score,
+            max_new_tokens=max_new_tokens,
+        )
+        pipeline = build_pipeline(
+            None if no_retrieval else (index or settings.index),
+            model or settings.model,
+            cache_dir=settings.cache_dir,
+            device=settings.device or None,
+            adapter=adapter,
+            examples_path=examples,
+        )
+        if as_json:
+            answer = pipeline.ask(question, options=options)
+            typer.echo(json.dumps(asdict(answer), indent=2, ensure_ascii=False))
+            return
+        answer = _stream(pipeline, question, [], options)
+        _print_sources(answer)
+
+    @app.command()
+    def chat(
+        index: Path | None = typer.Option(None, "--index", help=INDEX_HELP),
+        model: str | None = typer.Option(
+            None, "--model", help="Generator: registry name or folder."
+        ),
+        k: int = typer.Option(5, "--k", help="Passages to retrieve."),
+        shots: int = typer.Option(2, "--shots", help="Demonstrations in the prompt (0 for none)."),
+        adapter: Path | None = typer.Option(None, "--adapter", help="A LoRA adapter folder."),
+    ) -> None:
+        """Chat over the indexed documents; follow-ups keep the context. /sources /reset /quit."""
+        from rag.pipeline import AskOptions, build_pipeline
+        from rag.settings import load_settings
+        from rag.types import Message
+
+        settings = load_settings()
+        pipeline = build_pipeline(
+            index or settings.index,
+            model or settings.model,
+            cache_dir=settings.cache_dir,
+            device=settings.device or None,
+            adapter=adapter,
+        )
+        options = AskOptions(k=k, shots=shots)
+        history: list[Message] = []
+        last: Answer | None = None
+        typer.echo("Ask a question. Commands: /sources, /reset, /quit.")
+        while True:
+            typer.echo("> ", nl=False)
+            line = sys.stdin.readline()
+            if not line:
+                typer.echo("")
+                break
+            text = line.strip()
+            if not text:
+                continue
+            if text == "/quit":
+                break
+            if text == "/reset":
+                history, last = [], None
+                typer.echo("(history cleared)")
+            elif text == "/sources":
+                if last is None:
+                    typer.echo("No answer yet.")
+                else:
+                    _print_sources(last)
+            elif text.startswith("/"):
+                typer.echo(f"Unknown command {text}: use /sources, /reset or /quit.")
+            else:
+                last = _stream(pipeline, text, history, options)
+                history += [Message("user", text), Message("assistant", last.text)]

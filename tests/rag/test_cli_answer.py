@@ -1,0 +1,143 @@
+"""`rag search`, `rag ask` and `rag chat` over a fake pipeline (the real models are e2e tests)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from rag import pipeline as pipeline_module
+from rag import retrieve as retrieve_module
+from rag.cli_answer import register
+from rag.examples import ExampleBank
+from rag.pipeline import Pipeline
+from rag.retrieve import Retriever
+from rag.types import Chunk, Message
+from tests.fakes import FakeEmbedder, ScriptedGenerator
+from tests.rag.fixtures.fake_index import FakeIndex
+
+CHUNKS = [
+    Chunk(
+        1,
+        "leave.md",
+        "Staff get 25 days of paid annual leave.",
+        ("Leave",),
+        None,
+        title="HR",
+        source="docs/leave.md",
+    ),
+    Chunk(
+        2,
+        "pricing.md",
+        "The Premium plan costs 29 dollars.",
+        (),
+        3,
+        title="Pricing",
+        source="docs/pricing.pdf",
+    ),
+]
+
+
+def reply(messages: Sequence[Message]) -> str:
+    """Answers from the block that holds the asked-about topic, citing its number."""
+    last = messages[-1].content
+    question = last.rsplit("Question:", 1)[-1].lower()
+    title = "Pricing" if "cost" in question else "HR"
+    for line in last.splitlines():
+        if line.startswith("[") and f"] {title}" in line:
+            marker = line.split()[0]
+            return f"29 dollars {marker}." if title == "Pricing" else f"25 days {marker}."
+    return "I don't know."
+
+
+@pytest.fixture()
+def app(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
+    embedder = FakeEmbedder()
+    index = FakeIndex(CHUNKS, embedder)
+    calls: list[dict[str, object]] = []
+
+    def fake_build(index_dir: Path | None, model: str, **kwargs: object) -> Pipeline:
+        calls.append({"index_dir": index_dir, "model": model, **kwargs})
+        return Pipeline(
+            ScriptedGenerator(script=reply),
+            index=index if index_dir is not None else None,  # type: ignore[arg-type]
+            embedder=embedder,
+            examples=ExampleBank.default(),
+            condense="rules",
+        )
+
+    monkeypatch.setattr(pipeline_module, "build_pipeline", fake_build)
+    monkeypatch.setattr(
+        retrieve_module,
+        "open_retriever",
+        lambda path, device=None: Retriever(index, embedder),  # type: ignore[arg-type]
+    )
+    app = typer.Typer()
+    register(app)
+    app.calls = calls  # type: ignore[attr-defined]
+    return app
+
+
+def test_search_prints_hits_and_json(app: typer.Typer) -> None:
+    result = CliRunner().invoke(app, ["search", "annual leave", "--index", "idx", "--k", "1"])
+    assert result.exit_code == 0, result.output
+    assert "[1] HR > Leave — docs/leave.md" in result.output and "dense=" in result.output
+    result = CliRunner().invoke(app, ["search", "annual leave", "--index", "idx", "--json"])
+    hits = json.loads(result.output)
+    assert hits[0]["chunk"]["doc_id"] == "leave.md" and "dense" in hits[0]["ranks"]
+
+
+def test_ask_streams_then_lists_cited_sources(app: typer.Typer) -> None:
+    result = CliRunner().invoke(
+        app, ["ask", "How much annual leave?", "--index", "idx", "--model", "m", "--shots", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("25 days [1].\n")
+    assert "Sources:\n  [1] HR > Leave — docs/leave.md" in result.output
+    assert app.calls[-1]["model"] == "m"  # type: ignore[attr-defined]
+
+
+def test_ask_json_and_closed_book(app: typer.Typer) -> None:
+    result = CliRunner().invoke(app, ["ask", "How much annual leave?", "--index", "idx", "--json"])
+    answer = json.loads(result.output)
+    assert answer["citations"][0]["chunk"]["source"] == "docs/leave.md"
+    assert set(answer["timings"]) == {"retrieve_ms", "prompt_ms", "first_token_ms", "total_ms"}
+    result = CliRunner().invoke(app, ["ask", "Anything?", "--no-retrieval"])
+    assert result.exit_code == 0 and app.calls[-1]["index_dir"] is None  # type: ignore[attr-defined]
+    assert "Sources: none." in result.output
+
+
+def test_ask_rejects_an_unknown_mode(app: typer.Typer) -> None:
+    result = CliRunner().invoke(app, ["ask", "Q?", "--index", "idx", "--mode", "semantic"])
+    assert result.exit_code != 0 and "Unknown search mode" in str(result.exception)
+
+
+def test_chat_keeps_history_and_handles_commands(app: typer.Typer) -> None:
+    lines = [
+        "/sources",
+        "How much annual leave?",
+        "/sources",
+        "And what does the Premium plan cost?",
+        "/bogus",
+        "/reset",
+        "/quit",
+        "never read",
+    ]
+    stdin = "\n".join(lines) + "\n"
+    result = CliRunner().invoke(app, ["chat", "--index", "idx"], input=stdin)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "No answer yet." in out
+    assert "25 days [1]." in out and "  [1] HR > Leave — docs/leave.md" in out
+    assert "29 dollars [1]." in out
+    assert "Unknown command /bogus" in out and "(history cleared)" in out
+    assert "never read" not in out
+
+
+def test_chat_ends_at_end_of_input(app: typer.Typer) -> None:
+    result = CliRunner().invoke(app, ["chat", "--index", "idx"], input="How much annual leave?\n")
+    assert result.exit_code == 0 and "25 days [1]." in result.output

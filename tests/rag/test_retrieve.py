@@ -1,0 +1,127 @@
+"""Retrieval logic: fusion, MMR, filters and the relevance floor, on an in-memory index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.errors import ConfigError, EmbedderMismatch
+from rag.retrieve import Retriever, mmr_select, parse_mode, reciprocal_rank_fusion
+from rag.types import Chunk
+from tests.fakes import FakeEmbedder
+from tests.rag.fixtures.fake_index import FakeIndex
+
+TEXTS = [
+    ("leave.md", "Employees receive 25 days of paid annual leave each year."),
+    ("leave.md", "Employees receive 25 days of paid annual leave each year, the policy says."),
+    ("expenses.md", "Expense claims are due within 30 days with receipts attached."),
+    ("security/devices.md", "Report a stolen laptop to the service desk on extension 4400."),
+    ("security/passwords.md", "Passwords expire every 90 days and need 12 characters."),
+    ("pricing.md", "The Premium plan costs 29 dollars per user per month, code PX-77."),
+]
+
+
+def make_retriever(**kwargs: object) -> tuple[Retriever, FakeIndex]:
+    chunks = [
+        Chunk(id=10 + i, doc_id=src, text=text, title=src.split("/")[-1], source=f"docs/{src}")
+        for i, (src, text) in enumerate(TEXTS)
+    ]
+    embedder = FakeEmbedder()
+    index = FakeIndex(chunks, embedder)
+    return Retriever(index, embedder, **kwargs), index  # type: ignore[arg-type]
+
+
+def test_rrf_sums_reciprocal_ranks_and_keeps_each_rank() -> None:
+    fused = reciprocal_rank_fusion({"dense": [1, 2, 3], "keyword": [3, 1]}, k=60)
+    assert [f.chunk_id for f in fused] == [1, 3, 2]
+    assert fused[0].score == pytest.approx(1 / 61 + 1 / 62)
+    assert fused[1].ranks == {"dense": 3, "keyword": 1}
+    assert fused[2].ranks == {"dense": 2}
+
+
+def test_mmr_skips_near_duplicates() -> None:
+    query = np.array([1.0, 0.0, 0.0], dtype=np.float32)
+    candidates = np.array([[0.9, 0.436, 0.0], [0.9, 0.436, 0.0], [0.8, 0.0, 0.6]], dtype=np.float32)
+    assert mmr_select(query, candidates, 2, diversity=0.0) == [0, 1]
+    assert mmr_select(query, candidates, 2, diversity=0.5) == [0, 2]
+    with pytest.raises(ConfigError):
+        mmr_select(query, candidates, 2, diversity=1.5)
+
+
+def test_hybrid_is_default_and_reports_both_ranks() -> None:
+    retriever, _ = make_retriever()
+    hits = retriever.search("how many days of annual leave do employees receive", k=3)
+    assert hits[0].chunk.doc_id == "leave.md"
+    assert set(hits[0].ranks) == {"dense", "keyword"}
+    assert set(hits[0].scores) == {"dense", "keyword"}
+    assert hits[0].score > hits[-1].score
+
+
+def test_keyword_mode_finds_exact_codes() -> None:
+    retriever, _ = make_retriever()
+    hits = retriever.search("PX-77", k=2, mode="keyword")
+    assert hits[0].chunk.doc_id == "pricing.md"
+    assert hits[0].ranks == {"keyword": 1}
+    assert "dense" not in hits[0].scores
+
+
+def test_dense_mode_scores_are_cosines() -> None:
+    retriever, _ = make_retriever()
+    hits = retriever.search("stolen laptop", k=2, mode="dense")
+    assert hits[0].chunk.doc_id == "security/devices.md"
+    assert hits[0].score == pytest.approx(hits[0].scores["dense"])
+    assert -1.0 <= hits[0].score <= 1.0
+
+
+def test_filters_restrict_by_source_glob_and_doc_ids() -> None:
+    retriever, _ = make_retriever()
+    hits = retriever.search("days", k=10, source_glob="docs/security/*")
+    assert hits and {h.chunk.doc_id for h in hits} <= {
+        "security/devices.md",
+        "security/passwords.md",
+    }
+    hits = retriever.search("days", k=10, doc_ids=["expenses.md"])
+    assert [h.chunk.doc_id for h in hits] == ["expenses.md"]
+    assert retriever.search("days", k=10, source_glob="nothing/*") == []
+
+
+def test_floor_drops_everything_for_an_uncovered_question() -> None:
+    retriever, _ = make_retriever()
+    assert retriever.search("quantum chromodynamics gluon", k=3, min_score=0.3) == []
+    hits = retriever.search("paid annual leave", k=3, min_score=0.3)
+    assert hits and all(h.scores["dense"] >= 0.3 for h in hits)
+
+
+def test_floor_looks_up_the_cosine_of_keyword_only_hits() -> None:
+    retriever, index = make_retriever(pool=1)
+    hits = retriever.search("days", k=1, mode="keyword", min_score=-1.0)
+    assert hits and "dense" in hits[0].scores
+    assert any(allowed for _, allowed in index.dense_calls)
+
+
+def test_mmr_diversifies_duplicate_passages() -> None:
+    retriever, _ = make_retriever(diversity=0.6)
+    plain = retriever.search("annual leave days employees", k=2, mode="dense")
+    assert [h.chunk.doc_id for h in plain] == ["leave.md", "leave.md"]
+    diverse = retriever.search("annual leave days employees", k=2, mode="dense", mmr=True)
+    assert diverse[0].chunk.doc_id == "leave.md"
+    assert diverse[1].chunk.doc_id != "leave.md"
+
+
+def test_bad_arguments_and_empty_queries() -> None:
+    retriever, _ = make_retriever()
+    assert retriever.search("leave", k=0) == []
+    assert retriever.search("   ", k=3) == []
+    with pytest.raises(ConfigError, match="Unknown search mode"):
+        parse_mode("semantic")
+    with pytest.raises(ConfigError):
+        retriever.search("leave", k=-1)
+    with pytest.raises(ConfigError):
+        Retriever(retriever.index, retriever.embedder, pool=0)
+
+
+def test_an_embedder_of_another_dimension_is_refused() -> None:
+    _, index = make_retriever()
+    other = Retriever(index, FakeEmbedder(dimension=32))  # type: ignore[arg-type]
+    with pytest.raises(EmbedderMismatch, match="rag ingest --reindex"):
+        other.search("leave", k=2)
