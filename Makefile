@@ -6,10 +6,10 @@ PY := $(VENV)/bin/python
 RAG := $(VENV)/bin/rag
 INDEX ?= .data/bank-index
 MODEL ?= qwen2.5-0.5b
-QUESTION ?= How do I report a lost or stolen card?
+QUESTION ?= Can I refer someone who lives at the same address as me?
 PYTEST_ARGS ?=
 
-.PHONY: setup models browser quickstart serve test lint format
+.PHONY: setup models browser quickstart serve test lint docs
 
 setup: $(VENV)/.installed
 
@@ -46,3 +46,6 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+docs: setup
+	$(PY) .ci/readme_help.py

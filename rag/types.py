@@ -85,6 +85,9 @@ class Citation:
 
     marker: int
     chunk: Chunk
+    #: Not written by the model: matched by the answer quoting this block (small models often
+    #: copy a passage without the ``[n]`` they were asked for).
+    inferred: bool = False
 
 
 @dataclass
@@ -117,3 +120,5 @@ class Answer:
     dropped: list[str] = field(default_factory=list)
     invalid_markers: list[int] = field(default_factory=list)
     finish_reason: str = "stop"
+    #: What the user should know about this answer's reliability (e.g. a copied demonstration).
+    warnings: list[str] = field(default_factory=list)

@@ -127,6 +127,8 @@ async def _sse(
                     continue
                 finish = completion.chunk({}, finish_reason=item.finish_reason)
                 finish["sources"] = sources_json(item)
+                if item.warnings:
+                    finish["warnings"] = list(item.warnings)
                 events.append(_event(finish))
                 if include_usage:
                     usage = {**completion.chunk({}), "choices": [], "usage": usage_json(item)}
@@ -188,6 +190,7 @@ class _Completion:
             "usage": usage_json(answer),
             "sources": sources_json(answer),
             "refused": answer.refused,
+            "warnings": list(answer.warnings),
             "timings": {
                 "retrieve_ms": answer.timings.retrieve_ms,
                 "first_token_ms": answer.timings.first_token_ms,

@@ -122,7 +122,10 @@ def hit_json(hit: Hit) -> dict[str, Any]:
 
 def sources_json(answer: Answer) -> list[dict[str, Any]]:
     """The cited passages, by marker: what the chat page opens when a `[n]` is clicked."""
-    return [{"marker": c.marker, **chunk_json(c.chunk)} for c in answer.citations]
+    return [
+        {"marker": c.marker, "inferred": c.inferred, **chunk_json(c.chunk)}
+        for c in answer.citations
+    ]
 
 
 def answer_json(answer: Answer, *, variant: str) -> dict[str, Any]:
@@ -139,6 +142,7 @@ def answer_json(answer: Answer, *, variant: str) -> dict[str, Any]:
         "finish_reason": answer.finish_reason,
         "dropped": list(answer.dropped),
         "invalid_markers": list(answer.invalid_markers),
+        "warnings": list(answer.warnings),
     }
 
 
