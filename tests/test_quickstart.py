@@ -28,11 +28,9 @@ def test_readme_opens_with_the_two_commands() -> None:
 
 @pytest.mark.slow
 def test_quickstart_answers_from_the_bank_corpus(tmp_path: Path) -> None:
-    command = shlex.split(readme_commands()[0]) + [f"INDEX={tmp_path / 'index'}"]
+    command = [*shlex.split(readme_commands()[0]), f"INDEX={tmp_path / 'index'}"]
     env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1"}
-    out = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
-    )
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert (tmp_path / "index" / "CURRENT").exists()
     # The answer is followed by its cited sources, which come from the bank's documents.
