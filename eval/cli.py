@@ -1,0 +1,173 @@
+"""`rag eval` and `rag finetune`: parse, read settings, call one function, print.
+
+Heavy imports stay inside the commands so `rag --help` starts fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+VARIANTS_HELP = (
+    "Comma-separated variants: closed-book, few-shot, rag, rag-few-shot, oracle, lora, lora-rag "
+    "(default: all; the lora ones only with --adapter)."
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `eval` and `finetune` to the `rag` app."""
+
+    @app.command("eval")
+    def eval_command(
+        qa: str = typer.Option(
+            ...,
+            "--qa",
+            help="QA set: a .jsonl or SQuAD .json file, or squad, bank, counterfactual.",
+        ),
+        out: Path = typer.Option(..., "--out", help="Folder for results.jsonl and the report."),
+        index: Path | None = typer.Option(
+            None, "--index", help="Index folder (default: RAG_INDEX)."
+        ),
+        model: str | None = typer.Option(None, "--model", help="Generator (default: RAG_MODEL)."),
+        adapter: Path | None = typer.Option(
+            None,
+            "--adapter",
+            help="LoRA adapter folder from `rag finetune` (enables lora variants).",
+        ),
+        variants: str | None = typer.Option(None, "--variants", help=VARIANTS_HELP),
+        limit: int | None = typer.Option(None, "--limit", help="Sample this many questions."),
+        seed: int = typer.Option(0, "--seed", help="Sampling and bootstrap seed."),
+        k: int = typer.Option(5, "--k", help="Passages retrieved per question."),
+        shots: int = typer.Option(2, "--shots", help="Demonstrations for the few-shot variants."),
+        shots_sweep: bool = typer.Option(
+            True, "--shots-sweep/--no-shots-sweep", help="Also run retrieval with 0/1/3/5 demos."
+        ),
+        target: float | None = typer.Option(
+            None, "--target", help="Target F1 (0..1): the report says what would reach it."
+        ),
+        batch_size: int = typer.Option(4, "--batch-size", help="Questions per generate_batch."),
+        max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Answer length cap."),
+        examples: Path | None = typer.Option(
+            None, "--examples", help="Demonstrations JSONL (default: the bundled bank)."
+        ),
+        gpu_usd_per_hour: float = typer.Option(2.5, help="GPU price for the cost estimate."),
+        gpu_tflops: float = typer.Option(989.0, help="GPU peak TFLOP/s (H100 bf16: 989)."),
+        gpu_mfu: float = typer.Option(0.4, help="Share of the peak a training run sustains."),
+        smoke: bool = typer.Option(False, "--smoke", help="Label the report a smoke run."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    ) -> None:
+        """Compare closed-book, few-shot, RAG, oracle and LoRA answers; write a report."""
+        from eval.costs import Hardware
+        from eval.evaluate import EvalRequest, evaluate, parse_variants
+        from rag.settings import load_settings
+
+        settings = load_settings()
+        request = EvalRequest(
+            qa=qa,
+            index=index or settings.index,
+            model=model or settings.model,
+            out=out,
+            adapter=adapter,
+            variants=parse_variants(variants),
+            limit=limit,
+            seed=seed,
+            k=k,
+            shots=shots,
+            sweep=(0, 1, 3, 5) if shots_sweep else (),
+            target=target,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            examples=examples,
+            smoke=smoke,
+        )
+        hardware = Hardware(
+            peak_flops=gpu_tflops * 1e12, utilization=gpu_mfu, usd_per_hour=gpu_usd_per_hour
+        )
+        summary = evaluate(
+            request,
+            cache_dir=settings.cache_dir,
+            device=settings.device or None,
+            hardware=hardware,
+            progress=not quiet,
+        )
+        for line in summary.recommendation:
+            typer.echo(line)
+        typer.echo(f"Report: {out / 'report.html'} (also report.md, report.json, results.jsonl)")
+
+    @app.command()
+    def finetune(
+        out: Path = typer.Option(..., "--out", help="Folder for the adapter and its metadata."),
+        on: str = typer.Option(
+            ..., "--on", help="corpus (continued pre-training on the index) or qa (Q -> A pairs)."
+        ),
+        model: str | None = typer.Option(None, "--model", help="Base model (default: RAG_MODEL)."),
+        index: Path | None = typer.Option(None, "--index", help="Index folder (corpus, context)."),
+        train: str | None = typer.Option(None, "--train", help="Training QA set (for --on qa)."),
+        test: str | None = typer.Option(
+            None, "--test", help="Held-out QA set: training stops if any of it leaks in."
+        ),
+        test_fraction: float | None = typer.Option(
+            None, "--test-fraction", help="Split --train, writing OUT/train.jsonl and test.jsonl."
+        ),
+        limit: int | None = typer.Option(None, "--limit", help="Sample this many QA pairs."),
+        seed: int = typer.Option(0, "--seed"),
+        with_context: bool = typer.Option(
+            False, "--with-context", help="Train on retrieval prompts with distractors (RAFT)."
+        ),
+        k: int = typer.Option(5, "--k", help="Passages per training prompt (--with-context)."),
+        shots: int = typer.Option(2, "--shots", help="Demonstrations per prompt (--with-context)."),
+        steps: int | None = typer.Option(
+            None, "--steps", help="Optimizer steps (overrides epochs)."
+        ),
+        epochs: float = typer.Option(1.0, "--epochs"),
+        lr: float = typer.Option(2e-4, "--lr", help="Learning rate."),
+        rank: int = typer.Option(16, "--rank", help="LoRA rank."),
+        alpha: int = typer.Option(32, "--alpha", help="LoRA alpha."),
+        batch_size: int = typer.Option(4, "--batch-size"),
+        max_tokens: int = typer.Option(1024, "--max-tokens", help="Longest training sequence."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    ) -> None:
+        """Train a LoRA adapter; evaluate it with `rag eval --adapter OUT`."""
+        from eval.finetune import FinetuneRequest
+        from eval.finetune import finetune as run_finetune
+        from eval.lora import TrainConfig
+        from rag.settings import load_settings
+
+        settings = load_settings()
+        request = FinetuneRequest(
+            model=model or settings.model,
+            out=out,
+            on=on,  # type: ignore[arg-type]  # validated by FinetuneRequest
+            index=index,
+            train=train,
+            test=test,
+            test_fraction=test_fraction,
+            limit=limit,
+            seed=seed,
+            with_context=with_context,
+            k=k,
+            shots=shots,
+            train_config=TrainConfig(
+                rank=rank,
+                alpha=alpha,
+                learning_rate=lr,
+                epochs=epochs,
+                max_steps=steps,
+                batch_size=batch_size,
+                max_tokens=max_tokens,
+                seed=seed,
+            ),
+        )
+        result = run_finetune(
+            request,
+            cache_dir=settings.cache_dir,
+            device=settings.device or None,
+            progress=not quiet,
+        )
+        meta = result.meta
+        typer.echo(
+            f"Adapter: {result.out} ({meta['examples']} examples, {meta['steps']} steps, "
+            f"final loss {meta['final_loss']}, {meta['seconds']} s on {meta['device']})"
+        )
+        typer.echo(f"Evaluate it: rag eval --adapter {result.out} --model {request.model} ...")

@@ -1,0 +1,172 @@
+"""`rag eval` as one function: QA set -> runs through the pipeline -> results.jsonl -> report.
+
+Loads and samples the QA set, checks it against the adapter's training questions, records the
+run's configuration (model, index, adapter, sampling, k, shots; a rerun must match it to add
+rows), counts the corpus's tokens for the cost estimate, runs what is missing, and writes the
+report from the rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eval.costs import Hardware, model_parameters
+from eval.finetune import META_FILE, train_questions
+from eval.qa import load_qa, sample
+from eval.report import write_report
+from eval.results import ResultsFile
+from eval.runner import PipelineFactory, RunnerConfig, run_eval
+from eval.split import check_no_leakage
+from eval.summary import Summary
+from eval.variants import default_variants, get_variant, plan_runs
+from rag.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rag.pipeline import Pipeline
+
+SWEEP = (0, 1, 3, 5)
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    qa: str
+    index: Path
+    model: str
+    out: Path
+    adapter: Path | None = None
+    #: None: every variant that applies (the LoRA ones only with an adapter).
+    variants: tuple[str, ...] | None = None
+    limit: int | None = None
+    seed: int = 0
+    k: int = 5
+    shots: int = 2
+    sweep: tuple[int, ...] = SWEEP
+    target: float | None = None
+    batch_size: int = 4
+    max_new_tokens: int = 64
+    examples: Path | None = None
+    #: Label the report as a smoke run (too few questions for conclusions).
+    smoke: bool = False
+
+    def __post_init__(self) -> None:
+        names = self.variants or ()
+        for name in names:
+            if get_variant(name).adapter and self.adapter is None:
+                raise ConfigError(
+                    f"variant {name} needs --adapter DIR (train one with `rag finetune`)"
+                )
+        if self.target is not None and not 0.0 < self.target <= 1.0:
+            raise ConfigError(f"--target is an F1 in (0, 1], got {self.target}")
+
+    def variant_names(self) -> tuple[str, ...]:
+        return self.variants or default_variants(self.adapter is not None)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What must not change between a run and its resumption."""
+        return {
+            "qa": self.qa,
+            "index": str(self.index),
+            "model": self.model,
+            "adapter": str(self.adapter) if self.adapter else None,
+            "seed": self.seed,
+            "k": self.k,
+            "shots": self.shots,
+            "max_new_tokens": self.max_new_tokens,
+            "examples": str(self.examples) if self.examples else None,
+        }
+
+
+def evaluate(
+    request: EvalRequest,
+    *,
+    cache_dir: Path,
+    device: str | None = None,
+    hardware: Hardware = Hardware(),
+    pipeline_for: PipelineFactory | None = None,
+    progress: bool = True,
+) -> Summary:
+    """Run what is missing of ``request`` into ``request.out`` and write the report."""
+    items = sample(load_qa(request.qa, cache_dir=cache_dir), request.limit, request.seed)
+    if request.adapter is not None:
+        _check_adapter(request.adapter, request.model)
+        check_no_leakage(train_questions(request.adapter), items)
+    runs = plan_runs(request.variant_names(), shots=request.shots, k=request.k, sweep=request.sweep)
+    results = ResultsFile(request.out)
+    results.start(request.fingerprint(), {"limit": request.limit, "smoke": request.smoke})
+    if pipeline_for is None:
+        pipeline_for = _build_factory(request, cache_dir, device)
+    done = results.done()
+    pending = any((item.id, run.name) not in done for run in runs for item in items)
+    base: list[Pipeline] = []
+    if pending and "corpus_tokens" not in results.config():
+        base.append(pipeline_for(False))
+        results.update(_corpus_figures(base[0], request.model))
+
+    def factory(adapter: bool) -> Pipeline:
+        return base.pop() if base and not adapter else pipeline_for(adapter)
+
+    config = RunnerConfig(
+        max_new_tokens=request.max_new_tokens, batch_size=request.batch_size, progress=progress
+    )
+    run_eval(items, runs, factory, results, config)
+    base.clear()
+    return write_report(request.out, target=request.target, hardware=hardware, seed=request.seed)
+
+
+def _build_factory(request: EvalRequest, cache_dir: Path, device: str | None) -> PipelineFactory:
+    from rag.pipeline import build_pipeline
+
+    def build(adapter: bool) -> Pipeline:
+        return build_pipeline(
+            request.index,
+            request.model,
+            cache_dir=cache_dir,
+            device=device,
+            adapter=request.adapter if adapter else None,
+            examples_path=request.examples,
+        )
+
+    return build
+
+
+def _corpus_figures(pipeline: Pipeline, model: str) -> dict[str, Any]:
+    """The corpus's size in the reader's tokens and the reader's size, for the cost estimate."""
+    generator: Any = pipeline.generator
+    figures: dict[str, Any] = {"corpus_tokens": None, "reader_parameters": None}
+    if pipeline.index is not None:
+        figures["corpus_tokens"] = sum(
+            generator.count_tokens(chunk.text) for chunk in pipeline.index.all_chunks()
+        )
+    weights = getattr(generator, "model", None)
+    if weights is not None and hasattr(weights, "parameters"):
+        figures["reader_parameters"] = float(sum(p.numel() for p in weights.parameters()))
+    else:
+        figures["reader_parameters"] = model_parameters(model)
+    return figures
+
+
+def _check_adapter(adapter: Path, model: str) -> None:
+    meta_path = adapter / META_FILE
+    if not (adapter / "adapter_config.json").is_file():
+        raise ConfigError(f"{adapter} is not a LoRA adapter folder: pass what `rag finetune` wrote")
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("base_model") not in (None, model):
+            raise ConfigError(
+                f"adapter {adapter} was trained on {meta['base_model']}, not {model}: "
+                f"pass --model {meta['base_model']}"
+            )
+
+
+def parse_variants(text: str | None) -> tuple[str, ...] | None:
+    """``"rag,oracle"`` -> ("rag", "oracle"), validated; None or "" -> None (the defaults)."""
+    if not text:
+        return None
+    names: Sequence[str] = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        get_variant(name)
+    return tuple(names)
