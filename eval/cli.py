@@ -51,6 +51,12 @@ def register(app: typer.Typer) -> None:
         examples: Path | None = typer.Option(
             None, "--examples", help="Demonstrations JSONL (default: the bundled bank)."
         ),
+        demos_from_qa: int = typer.Option(
+            32,
+            "--demos-from-qa",
+            help="Draw demonstrations from this many unevaluated questions of the QA set "
+            "(written to OUT/demos.jsonl); 0, or none left over: --examples or the bundled bank.",
+        ),
         gpu_usd_per_hour: float = typer.Option(2.5, help="GPU price for the cost estimate."),
         gpu_tflops: float = typer.Option(989.0, help="GPU peak TFLOP/s (H100 bf16: 989)."),
         gpu_mfu: float = typer.Option(0.4, help="Share of the peak a training run sustains."),
@@ -79,6 +85,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
             examples=examples,
+            demos_from_qa=demos_from_qa,
             smoke=smoke,
         )
         hardware = Hardware(

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eval.costs import Hardware, model_parameters
+from eval.demos import demo_pool, write_demos
 from eval.finetune import META_FILE, train_questions
 from eval.qa import load_qa, sample
 from eval.report import write_report
@@ -49,6 +50,8 @@ class EvalRequest:
     batch_size: int = 4
     max_new_tokens: int = 64
     examples: Path | None = None
+    #: Draw this many demonstrations from the QA set's unevaluated questions (eval/demos.py).
+    demos_from_qa: int = 0
     #: Label the report as a smoke run (too few questions for conclusions).
     smoke: bool = False
 
@@ -76,7 +79,12 @@ class EvalRequest:
             "k": self.k,
             "shots": self.shots,
             "max_new_tokens": self.max_new_tokens,
-            "examples": str(self.examples) if self.examples else None,
+            "examples": None
+            if self.demos_from_qa
+            else str(self.examples)
+            if self.examples
+            else None,
+            "demos_from_qa": self.demos_from_qa,
         }
 
 
@@ -90,7 +98,12 @@ def evaluate(
     progress: bool = True,
 ) -> Summary:
     """Run what is missing of ``request`` into ``request.out`` and write the report."""
-    items = sample(load_qa(request.qa, cache_dir=cache_dir), request.limit, request.seed)
+    every_item = load_qa(request.qa, cache_dir=cache_dir)
+    items = sample(every_item, request.limit, request.seed)
+    if request.demos_from_qa and request.examples is None:
+        pool = demo_pool(every_item, items, request.demos_from_qa, request.seed)
+        if pool:
+            request = replace(request, examples=write_demos(pool, request.out))
     if request.adapter is not None:
         _check_adapter(request.adapter, request.model)
         check_no_leakage(train_questions(request.adapter), items)

@@ -86,3 +86,20 @@ def test_user_banks_load_and_bad_lines_name_their_line(tmp_path: Path) -> None:
         load_examples(write(tmp_path / "b3.jsonl", [{"answer": "A"}]))
     with pytest.raises(ConfigError, match="not found"):
         load_examples(tmp_path / "missing.jsonl")
+
+
+def test_at_most_one_refusal_demo_even_when_refusals_are_most_similar() -> None:
+    from rag.examples import Example, ExampleBank, Passage
+
+    passage = (Passage(title="t", text="text"),)
+    refusals = [
+        Example(f"When does the Berlin office open {i}?", passage, answerable=False)
+        for i in range(4)
+    ]
+    answers = [Example(f"What is item {i}?", passage, answer=f"Item {i} [1].") for i in range(4)]
+    bank = ExampleBank([*refusals, *answers])
+    for k in (1, 2):
+        assert all(e.answerable for e in bank.select("When does the Berlin office open?", k))
+    five = bank.select("When does the Berlin office open?", 5)
+    assert len(five) == 5
+    assert sum(not e.answerable for e in five) == 1
