@@ -1,21 +1,24 @@
 """Deterministic stand-ins for the heavy stages, for tests of logic.
 
-`FakeEmbedder` hashes words into a fixed-size bag-of-words vector, so texts that share words are
-near each other and results never change between runs. `ScriptedGenerator` answers from a script
-(a function of the messages, or a fixed list of replies) and streams word by word.
+`FakeIndex` is an in-memory index for retrieval logic. `FakeEmbedder` hashes words into a
+fixed-size bag-of-words vector, so texts that share words are near each other and results never
+change between runs. `ScriptedGenerator` answers from a script (a function of the messages, or a
+fixed list of replies) and streams word by word.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from rag.embed import Embedder
 from rag.generate.base import Delta, GenerationConfig, Generator
-from rag.types import Message
+from rag.types import Chunk, Message
 
 _WORD = re.compile(r"\w+")
 
@@ -92,3 +95,60 @@ class ScriptedGenerator(Generator):
             prompt_tokens=self.count_prompt_tokens(messages),
             completion_tokens=len(words),
         )
+
+
+@dataclass
+class FakeManifest:
+    embedder: str
+    dimension: int
+
+
+class FakeIndex:
+    """In-memory `rag.store.Index`: exact cosine search over the embedder's vectors, and keyword
+    search scoring the query words a chunk contains (a ranking different from the dense one)."""
+
+    def __init__(self, chunks: Sequence[Chunk], embedder: Embedder) -> None:
+        self.chunks = {c.id: c for c in chunks}
+        self.ids = [c.id for c in chunks]
+        self.vectors = embedder.embed([c.text for c in chunks])
+        self.manifest = FakeManifest(embedder=embedder.name, dimension=embedder.dimension)
+        self.dense_calls: list[tuple[int, set[int] | None]] = []
+
+    def get_chunks(self, ids: Sequence[int]) -> list[Chunk]:
+        return [self.chunks[i] for i in ids if i in self.chunks]
+
+    def all_chunks(self) -> Iterator[Chunk]:
+        yield from self.chunks.values()
+
+    def dense_search(
+        self, vector: np.ndarray, k: int, allowed: set[int] | None = None
+    ) -> list[tuple[int, float]]:
+        self.dense_calls.append((k, allowed))
+        scores = self.vectors @ vector
+        ranked = sorted(range(len(self.ids)), key=lambda i: -scores[i])
+        out = [(self.ids[i], float(scores[i])) for i in ranked]
+        return [(i, s) for i, s in out if allowed is None or i in allowed][:k]
+
+    def keyword_search(
+        self, query: str, k: int, allowed: set[int] | None = None
+    ) -> list[tuple[int, float]]:
+        words = set(_WORD.findall(query.lower()))
+        out = []
+        for chunk_id in self.ids:
+            if allowed is not None and chunk_id not in allowed:
+                continue
+            score = len(words & set(_WORD.findall(self.chunks[chunk_id].text.lower())))
+            if score:
+                out.append((chunk_id, float(score)))
+        out.sort(key=lambda pair: -pair[1])
+        return out[:k]
+
+    def chunk_ids_matching(
+        self, source_glob: str | None = None, doc_ids: Sequence[str] | None = None
+    ) -> set[int]:
+        return {
+            c.id
+            for c in self.chunks.values()
+            if (source_glob is None or fnmatch.fnmatch(c.source, source_glob))
+            and (not doc_ids or c.doc_id in doc_ids)
+        }

@@ -1,78 +1,19 @@
-"""Stand-ins for the evaluation's logic tests: an in-memory index, a reading fake model, and a
+"""Stand-ins for the evaluation's logic tests: a reading fake model, and a
 tiny trainable causal LM with a word-level tokenizer (no downloads)."""
 
 from __future__ import annotations
 
-import fnmatch
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from eval.qa import QAItem
-from rag.embed import Embedder
 from rag.examples import ExampleBank
 from rag.pipeline import Pipeline
 from rag.types import Chunk, Message
-from tests.fakes import FakeEmbedder, ScriptedGenerator
+from tests.fakes import FakeEmbedder, FakeIndex, ScriptedGenerator
 
 _WORD = re.compile(r"\w+")
-
-
-@dataclass
-class Manifest:
-    embedder: str
-    dimension: int
-
-
-class MemoryIndex:
-    """Exact cosine search and word-overlap keyword search over a list of chunks."""
-
-    def __init__(self, chunks: Sequence[Chunk], embedder: Embedder) -> None:
-        self.chunks = {c.id: c for c in chunks}
-        self.ids = [c.id for c in chunks]
-        self.vectors = embedder.embed([c.text for c in chunks])
-        self.manifest = Manifest(embedder=embedder.name, dimension=embedder.dimension)
-
-    def get_chunks(self, ids: Sequence[int]) -> list[Chunk]:
-        return [self.chunks[i] for i in ids if i in self.chunks]
-
-    def all_chunks(self) -> Iterator[Chunk]:
-        yield from self.chunks.values()
-
-    def dense_search(
-        self, vector: np.ndarray, k: int, allowed: set[int] | None = None
-    ) -> list[tuple[int, float]]:
-        scores = self.vectors @ vector
-        ranked = sorted(range(len(self.ids)), key=lambda i: -scores[i])
-        out = [(self.ids[i], float(scores[i])) for i in ranked]
-        return [(i, s) for i, s in out if allowed is None or i in allowed][:k]
-
-    def keyword_search(
-        self, query: str, k: int, allowed: set[int] | None = None
-    ) -> list[tuple[int, float]]:
-        words = set(_WORD.findall(query.lower()))
-        out = []
-        for chunk_id in self.ids:
-            if allowed is not None and chunk_id not in allowed:
-                continue
-            score = len(words & set(_WORD.findall(self.chunks[chunk_id].text.lower())))
-            if score:
-                out.append((chunk_id, float(score)))
-        out.sort(key=lambda pair: -pair[1])
-        return out[:k]
-
-    def chunk_ids_matching(
-        self, source_glob: str | None = None, doc_ids: Sequence[str] | None = None
-    ) -> set[int]:
-        return {
-            c.id
-            for c in self.chunks.values()
-            if (source_glob is None or fnmatch.fnmatch(c.source, source_glob))
-            and (not doc_ids or c.doc_id in doc_ids)
-        }
 
 
 CHUNKS = [
@@ -118,7 +59,7 @@ def make_pipeline(script: Any = reader) -> Pipeline:
     embedder = FakeEmbedder()
     return Pipeline(
         ScriptedGenerator(script=script),
-        index=MemoryIndex(CHUNKS, embedder),  # type: ignore[arg-type]
+        index=FakeIndex(CHUNKS, embedder),  # type: ignore[arg-type]
         embedder=embedder,
         examples=ExampleBank.default(embedder=embedder),
     )

@@ -21,11 +21,10 @@ from rag.types import Message
 from tests.eval.eval_fakes import (
     CHUNKS,
     ITEMS,
-    MemoryIndex,
     make_pipeline,
     tiny_model_and_tokenizer,
 )
-from tests.fakes import FakeEmbedder, ScriptedGenerator
+from tests.fakes import FakeEmbedder, FakeIndex, ScriptedGenerator
 
 WORDS = [
     "what",
@@ -151,7 +150,7 @@ def tiny_pipeline() -> Pipeline:
     embedder = FakeEmbedder()
     return Pipeline(
         TinyGenerator(),
-        index=MemoryIndex(CHUNKS, embedder),  # type: ignore[arg-type]
+        index=FakeIndex(CHUNKS, embedder),  # type: ignore[arg-type]
         embedder=embedder,
         examples=ExampleBank.default(embedder=embedder),
     )

@@ -17,8 +17,7 @@ from rag.examples import ExampleBank
 from rag.pipeline import Pipeline
 from rag.retrieve import Retriever
 from rag.types import Chunk, Message
-from tests.fakes import FakeEmbedder, ScriptedGenerator
-from tests.rag.fixtures.fake_index import FakeIndex
+from tests.fakes import FakeEmbedder, FakeIndex, ScriptedGenerator
 
 CHUNKS = [
     Chunk(

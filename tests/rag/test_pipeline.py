@@ -11,8 +11,7 @@ from rag.examples import ExampleBank
 from rag.generate.base import GenerationConfig, GenerationResult
 from rag.pipeline import AskOptions, Pipeline
 from rag.types import Answer, Chunk, Message
-from tests.fakes import FakeEmbedder, ScriptedGenerator
-from tests.rag.fixtures.fake_index import FakeIndex
+from tests.fakes import FakeEmbedder, FakeIndex, ScriptedGenerator
 
 CHUNKS = [
     Chunk(

@@ -8,8 +8,7 @@ import pytest
 from rag.errors import ConfigError, EmbedderMismatch
 from rag.retrieve import Retriever, mmr_select, parse_mode, reciprocal_rank_fusion
 from rag.types import Chunk
-from tests.fakes import FakeEmbedder
-from tests.rag.fixtures.fake_index import FakeIndex
+from tests.fakes import FakeEmbedder, FakeIndex
 
 TEXTS = [
     ("leave.md", "Employees receive 25 days of paid annual leave each year."),
