@@ -134,6 +134,9 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=400)
     parser.add_argument("--with-context", action="store_true", help="RAFT-style adapter")
     parser.add_argument("--no-sweep", action="store_true")
+    parser.add_argument(
+        "--demos-from-qa", type=int, default=32, help="demonstrations from unevaluated questions"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--smoke", action="store_true", help="label the reports a smoke run")
     parser.add_argument("--work", type=Path, default=Path(".data/eval-bench"))
@@ -164,6 +167,7 @@ def main() -> None:
                 target=args.target,
                 batch_size=args.batch_size,
                 max_new_tokens=args.max_new_tokens,
+                demos_from_qa=args.demos_from_qa,
                 smoke=args.smoke,
             ),
             cache_dir=settings.cache_dir,
