@@ -17,7 +17,8 @@ const ui = {
   keyReason: $("key-reason"), keyCancel: $("key-cancel"),
 };
 
-// Each turn: {role: "user"|"assistant", content, sources?: [...], error?: bool, meta?: string}.
+// Each turn: {role: "user"|"assistant", content, sources?: [...], warnings?: [...], error?: bool,
+// meta?: string}.
 let turns = loadTurns();
 let inFlight = null;
 
@@ -124,6 +125,8 @@ function renderSources(item, sources) {
     marker.className = "marker";
     marker.textContent = `[${source.marker}]`;
     button.append(marker, source.title || source.doc_id);
+    // Matched by the answer quoting the passage, not cited by the model.
+    if (source.inferred) button.append(" (quoted)");
     button.title = source.source || source.doc_id;
     entry.append(button);
     list.append(entry);
@@ -147,6 +150,12 @@ function renderTurn(turn) {
     renderSources(item, turn.sources);
   } else {
     text.textContent = turn.content;
+  }
+  for (const warning of turn.warnings || []) {
+    const note = document.createElement("div");
+    note.className = "warning";
+    note.textContent = `Warning: ${warning}`;
+    item.append(note);
   }
   if (turn.meta) {
     const meta = document.createElement("div");
@@ -248,6 +257,7 @@ async function ask(question) {
           scrollToEnd();
         }
         if (event.sources) turn.sources = event.sources;
+        if (event.warnings) turn.warnings = event.warnings;
       });
     }
     turn.sources = turn.sources || [];

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import pytest
 from fastapi.testclient import TestClient
 
-from rag.examples import ExampleBank
+from rag.examples import Example, ExampleBank
 from rag.generate.base import Delta, GenerationConfig, Generator
 from rag.pipeline import Pipeline
 from rag.store import Index, Manifest
@@ -114,6 +114,7 @@ def make_state(
     concurrency: int = 1,
     queue_size: int = 8,
     adapter_generator: Generator | None = None,
+    examples: Sequence[Example] = (),
 ) -> ServerState:
     generator = generator or ScriptedGenerator(script=cite_first)
 
@@ -123,7 +124,10 @@ def make_state(
 
         def pipeline(gen: Generator) -> Pipeline:
             return Pipeline(
-                gen, index=index, embedder=embedder, examples=ExampleBank([], embedder=embedder)
+                gen,
+                index=index,
+                embedder=embedder,
+                examples=ExampleBank(list(examples), embedder=embedder),
             )
 
         adapter = pipeline(adapter_generator) if adapter_generator is not None else None

@@ -99,3 +99,21 @@ def test_a_refused_key_asks_again(browser: Any, index_dir: Path) -> None:
         page.locator(".msg.assistant .sources button").wait_for(timeout=10_000)
         assert page.evaluate("localStorage.getItem('rag.apiKey')") == "right"
         page.close()
+
+
+def test_a_quoted_but_uncited_source_is_shown_as_quoted(browser: Any, index_dir: Path) -> None:
+    from tests.fakes import ScriptedGenerator
+
+    generator = ScriptedGenerator(
+        script=lambda _: "Full-time staff get 25 days of paid annual leave each year."
+    )
+    with live_server(make_state(index_dir, generator)) as url:
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.goto(url)
+        page.locator("#model option[value='closed-book']").wait_for(state="attached")
+        page.fill("#question", QUESTION)
+        page.keyboard.press("Enter")
+        answer = page.locator(".msg.assistant").last
+        answer.locator(".sources button").first.wait_for(timeout=10_000)
+        assert answer.locator(".sources button").first.inner_text().strip() == "[1]Leave (quoted)"
+        page.close()

@@ -201,3 +201,28 @@ def test_an_adapter_adds_the_lora_variants(index_dir: Path) -> None:
     assert len(tuned.prompts) == 2 and base.prompts == []
     assert "[1] Leave" not in tuned.prompts[0][-1].content
     assert "[1] Leave" in tuned.prompts[1][-1].content
+
+
+def test_an_answer_copied_from_a_demonstration_is_withdrawn_with_a_warning(
+    index_dir: Path,
+) -> None:
+    from rag.examples import Example, Passage
+
+    copied = "Ring the facilities team on extension 7100 before noon on weekdays [1]."
+    demo = Example(
+        "Who fixes a broken office chair?",
+        (Passage(title="Facilities", text="Ring the facilities team on extension 7100."),),
+        answer=copied,
+    )
+    state = make_state(index_dir, ScriptedGenerator(script=lambda _: copied), examples=[demo])
+    with serving(state) as client:
+        body = client.post("/v1/chat/completions", json={"messages": [QUESTION]}).json()
+        assert body["choices"][0]["message"]["content"] == "I don't know."
+        assert body["refused"] is True and body["sources"] == []
+        assert len(body["warnings"]) == 1 and "7100" in body["warnings"][0]
+
+        stream = client.post(
+            "/v1/chat/completions", json={"messages": [QUESTION], "stream": True}
+        ).text
+        finals = [json.loads(e) for e in sse_events(stream) if e != "[DONE]"]
+        assert "7100" in finals[-1]["warnings"][0]
