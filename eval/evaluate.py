@@ -51,7 +51,7 @@ class EvalRequest:
     max_new_tokens: int = 64
     examples: Path | None = None
     #: Draw this many demonstrations from the QA set's unevaluated questions (eval/demos.py).
-    demos_from_qa: int = 0
+    demos_from_qa: int = 32
     #: Label the report as a smoke run (too few questions for conclusions).
     smoke: bool = False
 
