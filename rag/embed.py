@@ -38,7 +38,7 @@ class Embedder(ABC):
     def embed(
         self,
         texts: Sequence[str],
-        batch_size: int = 64,
+        batch_size: int = 32,
         progress: Callable[[int], Any] | None = None,
     ) -> np.ndarray:
         """Embed any number of texts in batches; ``progress(n)`` is called after each batch."""
