@@ -18,15 +18,10 @@ from eval.lora import TrainConfig
 from eval.results import ResultsFile
 from eval.variants import VARIANTS
 from rag.cli import build_app
-from rag.models import get_spec, installed
 from rag.settings import load_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODEL = "smollm2-135m"
-
-pytestmark = pytest.mark.skipif(
-    not installed(get_spec(MODEL)), reason=f"{MODEL} is not installed (rag models pull {MODEL})"
-)
 
 
 @pytest.fixture

@@ -51,7 +51,8 @@ def qwen() -> torch.nn.Module:
 
 
 def reference(model: torch.nn.Module, prompt: list[int], new_tokens: int) -> list[int]:
-    ids = torch.tensor([prompt])
+    """Plain greedy `generate()` on the model's own device: what the engine must reproduce."""
+    ids = torch.tensor([prompt], device=next(model.parameters()).device)
     out = model.generate(  # type: ignore[operator]
         ids,
         attention_mask=torch.ones_like(ids),

@@ -7,6 +7,7 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from rag.generate.engine import DecodeEngine
+from tests.rag.test_engine import reference
 
 pytestmark = [
     pytest.mark.gpu,
@@ -29,19 +30,6 @@ def model() -> torch.nn.Module:
     )
     with torch.device("cuda"):
         return Qwen2ForCausalLM(config).eval()  # fp32: kernels agree to rounding
-
-
-def reference(model: torch.nn.Module, prompt: list[int], new_tokens: int) -> list[int]:
-    ids = torch.tensor([prompt], device="cuda")
-    out = model.generate(  # type: ignore[operator]
-        ids,
-        attention_mask=torch.ones_like(ids),
-        max_new_tokens=new_tokens,
-        do_sample=False,
-        eos_token_id=None,
-        pad_token_id=0,
-    )
-    return out[0, len(prompt) :].tolist()
 
 
 def test_graphs_decode_what_generate_decodes(model: torch.nn.Module) -> None:

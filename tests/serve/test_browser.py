@@ -25,7 +25,7 @@ QUESTION = "How many days of paid annual leave do staff get?"
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+        pytest.fail("needs Debian's chromium at /usr/bin/chromium: run `make browser`")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
