@@ -25,6 +25,7 @@ from eval.split import check_no_leakage
 from eval.summary import Summary
 from eval.variants import default_variants, get_variant, plan_runs
 from rag.errors import ConfigError
+from rag.prompt import templates_digest
 
 if TYPE_CHECKING:
     from rag.pipeline import Pipeline
@@ -85,6 +86,8 @@ class EvalRequest:
             if self.examples
             else None,
             "demos_from_qa": self.demos_from_qa,
+            # Answers depend on the prompt wording: an edited template starts a new run.
+            "prompts": templates_digest(),
         }
 
 

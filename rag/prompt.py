@@ -13,6 +13,7 @@ answer budget, material is dropped in this order, and every drop is reported:
 
 from __future__ import annotations
 
+import hashlib
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,14 @@ def load_template(name: str, directory: Path = PROMPTS_DIR) -> string.Template:
         known = ", ".join(sorted(p.stem for p in directory.glob("*.txt")))
         raise PromptError(f"Unknown prompt template: {name} (known: {known})")
     return string.Template(path.read_text(encoding="utf-8").rstrip("\n"))
+
+
+def templates_digest(directory: Path = PROMPTS_DIR) -> str:
+    """A short sha256 over every template's name and text: changes when any prompt is edited."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(directory).glob("*.txt")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def render(name: str, variables: Mapping[str, object], directory: Path = PROMPTS_DIR) -> str:

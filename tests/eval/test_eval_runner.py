@@ -127,6 +127,19 @@ def test_a_rerun_with_another_configuration_is_refused(tmp_path: Path) -> None:
         results.start({"model": "b", "k": 3})
 
 
+def test_the_fingerprint_names_the_prompt_templates(tmp_path: Path) -> None:
+    from eval.evaluate import EvalRequest
+    from rag.prompt import templates_digest
+
+    request = EvalRequest(qa="x.jsonl", index=tmp_path, model="m", out=tmp_path)
+    assert request.fingerprint()["prompts"] == templates_digest()
+    results = ResultsFile(tmp_path)
+    results.start(request.fingerprint())
+    run_eval(ITEMS[:1], plan_runs(["rag"], shots=0, k=3), lambda a: make_pipeline(), results, QUIET)
+    with pytest.raises(ConfigError, match="prompts: "):
+        results.start({**request.fingerprint(), "prompts": "edited"})
+
+
 def test_counterfactual_answers_from_memory_are_counted(tmp_path: Path) -> None:
     from eval.qa import QAItem
     from eval.summary import summarize

@@ -10,7 +10,7 @@ import pytest
 
 from rag.errors import ConfigError, PromptError
 from rag.examples import Example, Passage
-from rag.prompt import PromptBuilder, chunk_label, render
+from rag.prompt import PROMPTS_DIR, PromptBuilder, chunk_label, render, templates_digest
 from rag.types import Chunk, Hit, Message
 from tests.fakes import ScriptedGenerator
 
@@ -100,6 +100,15 @@ def test_rendering_is_strict(tmp_path: Path) -> None:
     (tmp_path / "bad.txt").write_text("costs $5 $ now")
     with pytest.raises(PromptError, match="malformed"):
         render("bad", {}, tmp_path)
+
+
+def test_templates_digest_changes_when_a_template_is_edited(tmp_path: Path) -> None:
+    for path in PROMPTS_DIR.glob("*.txt"):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    assert templates_digest(tmp_path) == templates_digest()
+    system = tmp_path / "system.txt"
+    system.write_text(system.read_text() + "- Be brief.\n")
+    assert templates_digest(tmp_path) != templates_digest()
 
 
 def test_budget_drops_demos_then_history_then_context() -> None:
