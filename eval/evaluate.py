@@ -9,13 +9,14 @@ report from the rows.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eval.costs import Hardware, model_parameters
-from eval.demos import demo_pool, write_demos
+from eval.demos import DEMOS_FILE, demo_pool, write_demos
 from eval.finetune import META_FILE, train_questions
 from eval.qa import load_qa, sample
 from eval.report import write_report
@@ -29,6 +30,8 @@ from rag.prompt import templates_digest
 
 if TYPE_CHECKING:
     from rag.pipeline import Pipeline
+
+log = logging.getLogger("eval")
 
 SWEEP = (0, 1, 3, 5)
 
@@ -103,16 +106,30 @@ def evaluate(
     """Run what is missing of ``request`` into ``request.out`` and write the report."""
     every_item = load_qa(request.qa, cache_dir=cache_dir)
     items = sample(every_item, request.limit, request.seed)
+    demonstrations = str(request.examples or "the bundled bank")
     if request.demos_from_qa and request.examples is None:
         pool = demo_pool(every_item, items, request.demos_from_qa, request.seed)
         if pool:
             request = replace(request, examples=write_demos(pool, request.out))
+            demonstrations = f"{len(pool)} unevaluated questions of the QA set ({DEMOS_FILE})"
+        else:
+            demonstrations = "the bundled bank: no unevaluated question was left to draw from"
+            log.warning(
+                "All %d questions of %s are evaluated, so none is left for demonstrations: the "
+                "few-shot variants use the bundled bank. Sample fewer with --limit to draw them "
+                "from the QA set.",
+                len(items),
+                request.qa,
+            )
     if request.adapter is not None:
         _check_adapter(request.adapter, request.model)
         check_no_leakage(train_questions(request.adapter), items)
     runs = plan_runs(request.variant_names(), shots=request.shots, k=request.k, sweep=request.sweep)
     results = ResultsFile(request.out)
-    results.start(request.fingerprint(), {"limit": request.limit, "smoke": request.smoke})
+    results.start(
+        request.fingerprint(),
+        {"limit": request.limit, "smoke": request.smoke, "demonstrations": demonstrations},
+    )
     if pipeline_for is None:
         pipeline_for = _build_factory(request, cache_dir, device)
     done = results.done()
