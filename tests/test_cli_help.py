@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import typer
 from typer.testing import CliRunner
 
 from rag.cli import build_app
@@ -50,3 +53,46 @@ def test_readme_help_is_current() -> None:
     assert match.group(1).strip() == help_text().strip(), (
         "README's `rag --help` is stale: run `make docs`"
     )
+
+
+def readme_rag_commands() -> list[str]:
+    """Every `rag ...` line of the README's bash blocks, continuations joined, comments cut."""
+    readme = (ROOT / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", readme, re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #")[0].strip()
+            if line.startswith("rag "):
+                commands.append(line)
+    return commands
+
+
+def parse_only(command: Any, name: str, args: list[str], parent: Any = None) -> None:
+    """Parse ``args`` down to the leaf subcommand, as the CLI would, without running anything.
+
+    The README puts no option before a subcommand, so a group's first argument names it.
+    """
+    if hasattr(command, "get_command"):
+        ctx = command.make_context(name, args[:1], parent=parent)
+        sub = command.get_command(ctx, args[0]) if args else None
+        assert sub is not None, f"`{name}` has no subcommand {args[:1]}"
+        parse_only(sub, args[0], args[1:], ctx)
+    else:
+        command.make_context(name, args, parent=parent)
+
+
+def test_readme_rag_commands_parse() -> None:
+    """Each documented command names options that exist, with the values they take."""
+    commands = readme_rag_commands()
+    assert len(commands) >= 10
+    app = typer.main.get_command(build_app())
+    for line in commands:
+        line = re.sub(r"\$\([^)]*\)", "DIR", line)  # "$(rag corpora path squad)"
+        line = re.sub(r"\s\[[^\]]*\]", "", line)  # optional parts: [--api-key KEY]
+        try:
+            parse_only(app, "rag", shlex.split(line)[1:])
+        except (AssertionError, typer.Exit):
+            raise
+        except Exception as error:  # typer's own click raises its UsageError family
+            message = error.format_message() if hasattr(error, "format_message") else error
+            raise AssertionError(f"README's `{line}` does not parse: {message}") from None
