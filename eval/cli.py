@@ -39,6 +39,12 @@ def register(app: typer.Typer) -> None:
         limit: int | None = typer.Option(None, "--limit", help="Sample this many questions."),
         seed: int = typer.Option(0, "--seed", help="Sampling and bootstrap seed."),
         k: int = typer.Option(5, "--k", help="Passages retrieved per question."),
+        mode: str = typer.Option(
+            "hybrid",
+            "--mode",
+            help="Retrieval for the runs: hybrid, dense or keyword (the report compares all "
+            "three on the gold documents either way).",
+        ),
         shots: int = typer.Option(2, "--shots", help="Demonstrations for the few-shot variants."),
         shots_sweep: bool = typer.Option(
             True, "--shots-sweep/--no-shots-sweep", help="Also run retrieval with 0/1/3/5 demos."
@@ -79,6 +85,7 @@ def register(app: typer.Typer) -> None:
             limit=limit,
             seed=seed,
             k=k,
+            mode=mode,
             shots=shots,
             sweep=(0, 1, 3, 5) if shots_sweep else (),
             target=target,

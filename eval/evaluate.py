@@ -22,11 +22,13 @@ from eval.qa import load_qa, sample
 from eval.report import write_report
 from eval.results import ResultsFile
 from eval.runner import PipelineFactory, RunnerConfig, run_eval
+from eval.search_modes import measure_modes, measured
 from eval.split import check_no_leakage
 from eval.summary import Summary
 from eval.variants import default_variants, get_variant, plan_runs
 from rag.errors import ConfigError
 from rag.prompt import templates_digest
+from rag.retrieve import parse_mode
 
 if TYPE_CHECKING:
     from rag.pipeline import Pipeline
@@ -48,6 +50,8 @@ class EvalRequest:
     limit: int | None = None
     seed: int = 0
     k: int = 5
+    #: The search mode of the retrieval runs (the report compares every mode's recall anyway).
+    mode: str = "hybrid"
     shots: int = 2
     sweep: tuple[int, ...] = SWEEP
     target: float | None = None
@@ -60,6 +64,7 @@ class EvalRequest:
     smoke: bool = False
 
     def __post_init__(self) -> None:
+        parse_mode(self.mode)
         names = self.variants or ()
         for name in names:
             if get_variant(name).adapter and self.adapter is None:
@@ -81,6 +86,7 @@ class EvalRequest:
             "adapter": str(self.adapter) if self.adapter else None,
             "seed": self.seed,
             "k": self.k,
+            "mode": self.mode,
             "shots": self.shots,
             "max_new_tokens": self.max_new_tokens,
             "examples": None
@@ -138,12 +144,19 @@ def evaluate(
     if pending and "corpus_tokens" not in results.config():
         base.append(pipeline_for(False))
         results.update(_corpus_figures(base[0], request.model))
+    if request.index is not None and not measured(request.out, items):
+        if not base:
+            base.append(pipeline_for(False))
+        measure_modes(base[0], items, request.out)
 
     def factory(adapter: bool) -> Pipeline:
         return base.pop() if base and not adapter else pipeline_for(adapter)
 
     config = RunnerConfig(
-        max_new_tokens=request.max_new_tokens, batch_size=request.batch_size, progress=progress
+        max_new_tokens=request.max_new_tokens,
+        batch_size=request.batch_size,
+        mode=request.mode,
+        progress=progress,
     )
     run_eval(items, runs, factory, results, config)
     base.clear()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from eval.search_modes import mode_verdict
 from eval.variants import BASELINE
 
 if TYPE_CHECKING:
@@ -32,6 +33,9 @@ def recommend(summary: Summary) -> list[str]:
                 f"{run.diff_f1.format(signed=True)}: {_significance(run)}."
             )
     lines.append(_finetune_verdict(summary))
+    verdict = mode_verdict(summary.search_modes)
+    if verdict is not None:
+        lines.append(verdict)
     if summary.target is not None:
         lines.extend(_target_lines(summary, base))
     return lines
@@ -91,7 +95,8 @@ def _target_lines(summary: Summary, base: RunSummary) -> list[str]:
     if oracle is not None and oracle.f1.value >= target:
         lines.append(
             f"- With the gold passage (oracle) F1 is {oracle.f1.format()}, at or over the target: "
-            "better retrieval alone could get there (raise k, hybrid search, smaller chunks)."
+            "better retrieval alone could get there (another search mode, see the table of "
+            "modes; a larger k; smaller chunks)."
         )
     elif oracle is not None:
         lines.append(

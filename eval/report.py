@@ -18,6 +18,7 @@ from typing import Any
 
 from eval.costs import Hardware, estimate_costs
 from eval.results import ResultsFile
+from eval.search_modes import read_modes, summarize_modes
 from eval.summary import RunSummary, Summary, summarize
 from eval.svg import Bar, Point, bar_chart, line_chart, stacked_bars
 from eval.variants import ATTRIBUTIONS, BASELINE
@@ -68,7 +69,20 @@ def write_report(
             reader_parameters=config.get("reader_parameters"),
             hardware=hardware,
         )
-    summary = summarize(rows, target=target, costs=costs, cost_basis=hardware.describe(), seed=seed)
+    modes = summarize_modes(
+        read_modes(out),
+        used=str(config.get("mode", "hybrid")),
+        k=int(config.get("k", 5)),
+        seed=seed,
+    )
+    summary = summarize(
+        rows,
+        target=target,
+        costs=costs,
+        cost_basis=hardware.describe(),
+        seed=seed,
+        search_modes=modes,
+    )
     loss = _loss_curve(config)
     payload = {"config": config, **summary.to_dict(), "loss_curve": loss}
     (out / "report.json").write_text(
@@ -179,6 +193,18 @@ def _tables(summary: Summary) -> dict[str, Table]:
     if with_mrr:
         mrr = f"{with_mrr['mrr']:.2f} (n={int(with_mrr['n'])})"
         recall = Table(recall.headers, [*recall.rows, ["MRR", mrr, ""]])
+    ks = [k for k, _ in summary.search_modes[0].recall] if summary.search_modes else []
+    modes = Table(
+        ["search mode", *(f"gold document in top {k}" for k in ks), "Δ at the runs' k [95% CI]"],
+        [
+            [
+                m.mode,
+                *(e.format() for _, e in m.recall),
+                m.diff.format(signed=True) if m.diff is not None else "(used by the runs)",
+            ]
+            for m in summary.search_modes
+        ],
+    )
     cost = Table(
         ["variant", "n", "prompt tokens", "completion tokens", "latency p50 ms", "latency p95 ms"],
         [
@@ -201,6 +227,7 @@ def _tables(summary: Summary) -> dict[str, Table]:
         "variants_table": variants,
         "sweep_table": sweep,
         "recall_table": recall,
+        "modes_table": modes,
         "cost_table": cost,
         "attribution_table": attribution,
     }
@@ -235,10 +262,14 @@ def _plots(summary: Summary) -> dict[str, str]:
         y_max=1.0,
     )
     curves = {}
-    if summary.recall_curve:
+    if summary.recall_curve and not summary.search_modes:  # else the used mode's curve shows it
         curves["gold document"] = [Point(k, v, note=f"n={n}") for k, v, n in summary.recall_curve]
     if summary.passage_recall_curve:
         curves["answer passage"] = [Point(k, v) for k, v, _ in summary.passage_recall_curve]
+    for mode in summary.search_modes:
+        curves[f"{mode.mode} (gold document)"] = [
+            Point(k, e.value, e.low, e.high, f"n={e.n}") for k, e in mode.recall
+        ]
     recall = line_chart("Retrieval recall@k", curves, "k", "recall", y_max=1.0)
     cost = bar_chart(
         "Tokens per question (prompt + completion)",

@@ -22,6 +22,7 @@ from eval.metrics import (
 )
 from eval.recommend import recommend
 from eval.results import Row
+from eval.search_modes import ModeRecall
 from eval.stats import Estimate, bootstrap_mean, paired_bootstrap
 from eval.variants import ATTRIBUTIONS, BASELINE, VARIANTS
 
@@ -69,6 +70,8 @@ class Summary:
     costs: list[CostLine] = field(default_factory=list)
     #: The throughput and price the costs assume, in words.
     cost_basis: str = ""
+    #: Gold-document recall of each search mode, the one the runs used first.
+    search_modes: list[ModeRecall] = field(default_factory=list)
 
     def get(self, run: str) -> RunSummary | None:
         return next((r for r in self.runs if r.run == run), None)
@@ -86,6 +89,7 @@ class Summary:
             "recommendation": self.recommendation,
             "costs": [c.to_dict() for c in self.costs],
             "cost_basis": self.cost_basis,
+            "search_modes": [m.to_dict() for m in self.search_modes],
         }
 
 
@@ -97,6 +101,7 @@ def summarize(
     cost_basis: str = "",
     seed: int = 0,
     resamples: int = 2000,
+    search_modes: Sequence[ModeRecall] = (),
 ) -> Summary:
     by_run: dict[str, list[Row]] = {}
     for row in rows:
@@ -114,6 +119,7 @@ def summarize(
         target=target,
         costs=list(costs),
         cost_basis=cost_basis,
+        search_modes=list(search_modes),
     )
     summary.recommendation = recommend(summary)
     return summary

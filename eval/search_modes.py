@@ -1,0 +1,147 @@
+"""Which search mode finds the gold documents: hybrid, dense and keyword on the same questions.
+
+Retrieval alone (no generation), so it costs seconds and answers the question a retrieval miss
+raises: would another mode have found the passage? For each evaluated question with gold
+documents and each mode, ``search_modes.jsonl`` in the output folder holds the rank of the first
+gold document in the top ``MAX_K`` (null: not there), searched with the pipeline's relevance
+floor, as the answering code searches. The report compares each mode with the one the runs used
+at the runs' k, paired question by question.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eval.qa import QAItem
+from eval.stats import Estimate, bootstrap_mean, paired_bootstrap
+from eval.variants import is_gold_doc
+from rag.retrieve import SEARCH_MODES, parse_mode
+
+if TYPE_CHECKING:
+    from rag.pipeline import Pipeline
+
+MODES = SEARCH_MODES
+MAX_K = 10
+MODES_FILE = "search_modes.jsonl"
+
+
+def measured(out: Path, items: Sequence[QAItem]) -> bool:
+    """Whether ``out`` already holds every mode for every question with gold documents."""
+    wanted = {(item.id, mode) for item in items if item.doc_ids for mode in MODES}
+    return wanted <= {(row["qid"], row["mode"]) for row in read_modes(out)}
+
+
+def measure_modes(pipeline: Pipeline, items: Sequence[QAItem], out: Path) -> Path | None:
+    """Search every question with gold documents in every mode; None without retrieval or gold."""
+    retriever = pipeline.retriever
+    known = [item for item in items if item.doc_ids]
+    if retriever is None or not known:
+        return None
+    rows = []
+    for item in known:
+        for mode in MODES:
+            hits = retriever.search(
+                item.question, k=MAX_K, mode=parse_mode(mode), min_score=pipeline.min_score
+            )
+            rank = next(
+                (i for i, hit in enumerate(hits, 1) if is_gold_doc(hit.chunk, item.doc_ids)), None
+            )
+            rows.append({"qid": item.id, "mode": mode, "gold_doc_rank": rank})
+    path = out / MODES_FILE
+    partial = path.with_suffix(".jsonl.tmp")
+    partial.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
+def read_modes(out: Path) -> list[dict[str, Any]]:
+    path = out / MODES_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+@dataclass(frozen=True)
+class ModeRecall:
+    """Recall of the gold document for one mode, and its paired difference from the used one."""
+
+    mode: str
+    #: The runs' k, at which modes are compared.
+    k: int
+    #: (k, share of questions with a gold document in the top k) for k = 1, 3, 5, 10.
+    recall: list[tuple[int, Estimate]]
+    #: Recall at the runs' k, and its difference from the mode the runs used (None for that one).
+    at_k: Estimate
+    diff: Estimate | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "k": self.k,
+            "recall": [{"k": k, **e.to_dict()} for k, e in self.recall],
+            "at_k": self.at_k.to_dict(),
+            "diff": self.diff.to_dict() if self.diff is not None else None,
+        }
+
+
+def summarize_modes(
+    rows: Sequence[dict[str, Any]], *, used: str, k: int, seed: int = 0, resamples: int = 2000
+) -> list[ModeRecall]:
+    """Per mode, recall@k with bootstrap CIs; the used mode first. Empty without rows."""
+    ranks: dict[str, dict[str, int | None]] = {}
+    for row in rows:
+        ranks.setdefault(row["mode"], {})[row["qid"]] = row["gold_doc_rank"]
+    if used not in ranks:
+        return []
+    qids = sorted(set.intersection(*(set(by_qid) for by_qid in ranks.values())))
+
+    def found(mode: str, at: int) -> list[float]:
+        return [1.0 if (r := ranks[mode][q]) is not None and r <= at else 0.0 for q in qids]
+
+    out = []
+    for mode in sorted(ranks, key=lambda m: (m != used, MODES.index(m) if m in MODES else 9)):
+        recall = [
+            (at, bootstrap_mean(found(mode, at), seed=seed, resamples=resamples))
+            for at in sorted({1, 3, 5, MAX_K})
+        ]
+        diff = (
+            None
+            if mode == used
+            else paired_bootstrap(found(mode, k), found(used, k), seed=seed, resamples=resamples)
+        )
+        at_k = bootstrap_mean(found(mode, k), seed=seed, resamples=resamples)
+        out.append(ModeRecall(mode, k, recall, at_k, diff))
+    return out
+
+
+def mode_verdict(modes: Sequence[ModeRecall]) -> str | None:
+    """A checkable rule: switch modes only when another one finds significantly more.
+
+    ``modes`` as ``summarize_modes`` returns them: the mode the runs used first.
+    """
+    if len(modes) < 2:
+        return None
+    base = modes[0]
+    used, k = base.mode, base.k
+    better = [
+        m for m in modes[1:] if m.diff is not None and m.diff.significant and m.diff.value > 0
+    ]
+    if not better:
+        return (
+            f"Rule: no search mode puts a gold document in the top {k} significantly more often "
+            f"than {used} ({base.at_k.format()}): keep --mode {used}."
+        )
+    best = max(better, key=lambda m: m.at_k.value)
+    assert best.diff is not None
+    return (
+        f"Rule: {best.mode} search puts a gold document in the top {k} for {best.at_k.format()} "
+        f"of questions, {used} (used here) for {base.at_k.format()}: "
+        f"{best.diff.format(signed=True)}, significantly better: rerun with `rag eval --mode "
+        f"{best.mode}` to confirm, then answer with it (`rag ask --mode {best.mode}`, "
+        f'"mode": "{best.mode}" in API requests).'
+    )
