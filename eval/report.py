@@ -266,11 +266,10 @@ def _plots(summary: Summary) -> dict[str, str]:
         curves["gold document"] = [Point(k, v, note=f"n={n}") for k, v, n in summary.recall_curve]
     if summary.passage_recall_curve:
         curves["answer passage"] = [Point(k, v) for k, v, _ in summary.passage_recall_curve]
-    for mode in summary.search_modes:
-        curves[f"{mode.mode} (gold document)"] = [
-            Point(k, e.value, e.low, e.high, f"n={e.n}") for k, e in mode.recall
-        ]
-    recall = line_chart("Retrieval recall@k", curves, "k", "recall", y_max=1.0)
+    for mode in summary.search_modes:  # the gold document's recall, one series per mode
+        curves[mode.mode] = [Point(k, e.value, e.low, e.high, f"n={e.n}") for k, e in mode.recall]
+    title = "Recall@k: gold document by search mode" if summary.search_modes else "Recall@k"
+    recall = line_chart(title, curves, "k", "recall", y_max=1.0)
     cost = bar_chart(
         "Tokens per question (prompt + completion)",
         [

@@ -92,7 +92,7 @@ def test_eval_measures_every_mode_once_and_reports_them(tmp_path: Path) -> None:
     assert [m["mode"] for m in report["search_modes"]] == ["hybrid", "dense", "keyword"]
     assert "Gold document by search mode" in (req.out / "report.md").read_text()
     assert "| search mode |" in (req.out / "report.md").read_text()
-    assert "keyword (gold document)" in (req.out / "report.html").read_text()
+    assert "Recall@k: gold document by search mode" in (req.out / "report.html").read_text()
 
     # A rerun with nothing left to answer neither re-measures nor builds a pipeline.
     (req.out / MODES_FILE).write_text(
