@@ -2,8 +2,9 @@
 
 Loads and samples the QA set, checks it against the adapter's training questions, records the
 run's configuration (model, index, adapter, sampling, k, shots; a rerun must match it to add
-rows), counts the corpus's tokens for the cost estimate, runs what is missing, and writes the
-report from the rows.
+rows), counts the corpus's tokens for the cost estimate, measures each search mode's recall of
+the gold documents (eval/search_modes.py), runs what is missing, and writes the report from the
+rows.
 """
 
 from __future__ import annotations
