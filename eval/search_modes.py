@@ -134,7 +134,7 @@ def mode_verdict(modes: Sequence[ModeRecall]) -> str | None:
     if not better:
         return (
             f"Rule: no search mode puts a gold document in the top {k} significantly more often "
-            f"than {used} ({base.at_k.format()}): keep --mode {used}."
+            f"than {used}, which does for {base.at_k.format()} of questions: keep --mode {used}."
         )
     best = max(better, key=lambda m: m.at_k.value)
     assert best.diff is not None

@@ -51,7 +51,7 @@ def test_no_switch_without_a_significant_gain() -> None:
     )
     assert mode_verdict(modes) == (
         "Rule: no search mode puts a gold document in the top 3 significantly more often than "
-        "hybrid (0.67 [0.33, 1.00] (n=6)): keep --mode hybrid."
+        "hybrid, which does for 0.67 [0.33, 1.00] (n=6) of questions: keep --mode hybrid."
     )
     assert summarize_modes([], used="hybrid", k=3) == []
     assert mode_verdict([]) is None
