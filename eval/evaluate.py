@@ -156,7 +156,7 @@ def evaluate(
     config = RunnerConfig(
         max_new_tokens=request.max_new_tokens,
         batch_size=request.batch_size,
-        mode=request.mode,
+        mode=parse_mode(request.mode),
         progress=progress,
     )
     run_eval(items, runs, factory, results, config)

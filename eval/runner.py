@@ -28,6 +28,7 @@ from rag.types import Answer, Chunk
 
 if TYPE_CHECKING:
     from rag.pipeline import AskOptions, Pipeline
+    from rag.retrieve import SearchMode
 
 #: Builds the pipeline; ``True`` asks for the generator with the LoRA adapter loaded.
 PipelineFactory = Callable[[bool], "Pipeline"]
@@ -37,8 +38,8 @@ PipelineFactory = Callable[[bool], "Pipeline"]
 class RunnerConfig:
     max_new_tokens: int = 64
     batch_size: int = 4
-    #: Search mode of the retrieval runs: hybrid, dense or keyword.
-    mode: str = "hybrid"
+    #: Search mode of the retrieval runs.
+    mode: SearchMode = "hybrid"
     #: F1 at or above which an answer counts as correct in the failure attribution (an answer
     #: that contains a gold answer counts as correct whatever its F1).
     correct_f1: float = 0.5
@@ -95,14 +96,13 @@ def _answer_batch(
     pipeline: Pipeline, run: RunSpec, batch: Sequence[QAItem], config: RunnerConfig
 ) -> list[Row]:
     from rag.pipeline import AskOptions
-    from rag.retrieve import parse_mode
 
     options = AskOptions(
         k=run.k,
         shots=run.shots,
         retrieval=run.variant.retrieval,
         max_new_tokens=config.max_new_tokens,
-        mode=parse_mode(config.mode),
+        mode=config.mode,
     )
     contexts: list[Sequence[Chunk] | None] | None = None
     if run.variant.oracle:

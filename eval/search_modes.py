@@ -25,14 +25,13 @@ from rag.retrieve import SEARCH_MODES, parse_mode
 if TYPE_CHECKING:
     from rag.pipeline import Pipeline
 
-MODES = SEARCH_MODES
 MAX_K = 10
 MODES_FILE = "search_modes.jsonl"
 
 
 def measured(out: Path, items: Sequence[QAItem]) -> bool:
     """Whether ``out`` already holds every mode for every question with gold documents."""
-    wanted = {(item.id, mode) for item in items if item.doc_ids for mode in MODES}
+    wanted = {(item.id, mode) for item in items if item.doc_ids for mode in SEARCH_MODES}
     return wanted <= {(row["qid"], row["mode"]) for row in read_modes(out)}
 
 
@@ -44,7 +43,7 @@ def measure_modes(pipeline: Pipeline, items: Sequence[QAItem], out: Path) -> Pat
         return None
     rows = []
     for item in known:
-        for mode in MODES:
+        for mode in SEARCH_MODES:
             hits = retriever.search(
                 item.question, k=MAX_K, mode=parse_mode(mode), min_score=pipeline.min_score
             )
@@ -104,7 +103,8 @@ def summarize_modes(
         return [1.0 if (r := ranks[mode][q]) is not None and r <= at else 0.0 for q in qids]
 
     out = []
-    for mode in sorted(ranks, key=lambda m: (m != used, MODES.index(m) if m in MODES else 9)):
+    known = SEARCH_MODES
+    for mode in sorted(ranks, key=lambda m: (m != used, known.index(m) if m in known else 9)):
         recall = [
             (at, bootstrap_mean(found(mode, at), seed=seed, resamples=resamples))
             for at in sorted({1, 3, 5, MAX_K})
