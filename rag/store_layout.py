@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rag.errors import IndexCorrupt, IndexNotFound
+from rag.errors import EmbedderMismatch, IndexCorrupt, IndexNotFound
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
@@ -77,6 +77,22 @@ class Manifest:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    def require_embedder(
+        self, name: str | None = None, dimension: int | None = None, *, where: object = None
+    ) -> None:
+        """Refuse an embedder other than the one this index was built with, known by its
+        ``name`` or by the ``dimension`` of its vectors (all a query vector tells)."""
+        if name in (None, self.embedder) and dimension in (None, self.dimension):
+            return
+        got = repr(name) if name is not None else f"one giving {dimension}-d vectors"
+        folder = "DIR" if where is None else where
+        raise EmbedderMismatch(
+            f"the index{'' if where is None else f' at {where}'} was built with embedder "
+            f"{self.embedder!r} ({self.dimension}-d), not {got}: use {self.embedder!r} "
+            f"(`--embedder {self.embedder}`), or rebuild the index with `rag ingest --reindex "
+            f"--embedder {name or 'NAME'} PATH... --index {folder}`"
+        )
 
     @classmethod
     def from_file(cls, path: Path) -> Manifest:

@@ -51,7 +51,7 @@ def make(generator: ScriptedGenerator | None = None, **kwargs: object) -> Pipeli
     embedder = FakeEmbedder()
     return Pipeline(
         generator or ScriptedGenerator(script=cite_leave),
-        index=FakeIndex(CHUNKS, embedder),  # type: ignore[arg-type]
+        index=FakeIndex(CHUNKS, embedder),
         embedder=embedder,
         examples=ExampleBank.default(embedder=embedder),
         **kwargs,  # type: ignore[arg-type]
