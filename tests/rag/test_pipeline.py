@@ -197,3 +197,14 @@ def test_options_are_validated() -> None:
         AskOptions(mode="semantic")  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         Pipeline(ScriptedGenerator(), refusal=" ")
+
+
+def test_using_shares_the_loaded_parts_over_another_index_or_generator() -> None:
+    pipeline = make(min_score=0.2, condense="rules")
+    other_index = FakeIndex(CHUNKS[:1], pipeline.embedder or FakeEmbedder())
+    tuned = ScriptedGenerator(replies=["Tuned."])
+    copy = pipeline.using(index=other_index, generator=tuned)
+    assert copy.index is other_index and copy.generator is tuned
+    assert (copy.embedder, copy.examples) == (pipeline.embedder, pipeline.examples)
+    assert (copy.min_score, copy.condense, copy.refusal) == (0.2, "rules", pipeline.refusal)
+    assert pipeline.using(generator=tuned).index is pipeline.index

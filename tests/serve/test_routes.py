@@ -226,3 +226,29 @@ def test_an_answer_copied_from_a_demonstration_is_withdrawn_with_a_warning(
         ).text
         finals = [json.loads(e) for e in sse_events(stream) if e != "[DONE]"]
         assert "7100" in finals[-1]["warnings"][0]
+
+
+def test_chat_completions_honour_the_retrieval_extensions(client: TestClient) -> None:
+    """Filters, mode, floor and MMR reach retrieval on both answering routes alike."""
+    question = {"role": "user", "content": "What does the Premium plan cost per month?"}
+    for extensions in (
+        {"source_glob": "leave*"},
+        {"doc_ids": ["leave.md"], "mode": "keyword"},
+        {"min_score": 0.99},
+    ):
+        chat = client.post("/v1/chat/completions", json={"messages": [question], **extensions})
+        ask = client.post("/v1/ask", json={"question": question["content"], **extensions})
+        assert chat.status_code == ask.status_code == 200, (chat.text, ask.text)
+        sources = [s["doc_id"] for s in chat.json()["sources"]]
+        assert sources == [c["doc_id"] for c in ask.json()["citations"]]
+        assert "pricing.md" not in sources, extensions
+    refused = client.post(
+        "/v1/chat/completions", json={"messages": [question], "min_score": 0.99}
+    ).json()
+    assert refused["refused"] is True and refused["choices"][0]["message"]["content"] == (
+        "I don't know."
+    )
+    mmr = client.post("/v1/chat/completions", json={"messages": [question], "mmr": True})
+    assert mmr.json()["sources"][0]["doc_id"] == "pricing.md"
+    bad = client.post("/v1/chat/completions", json={"messages": [question], "mode": "fuzzy"})
+    assert bad.status_code == 400
