@@ -5,8 +5,17 @@ Streams end with exactly one finishing delta; ``generate`` is the joined stream;
 stop strings never reach the output; token counts are reported.
 
 Adding an implementation is one entry in ``GENERATORS``: a name and a context manager that
-yields a ready generator (greedy decoding must be deterministic) and cleans up after it.
-Mark the entry with ``pytest.param(..., marks=...)`` if it needs a GPU or is slow.
+yields a ready generator (greedy decoding must be deterministic) and cleans up after it, e.g.
+
+    @contextmanager
+    def llama_cpp_smollm2() -> Iterator[Generator]:
+        generator = load_generator("smollm2-135m", cache_dir=..., engine="llama.cpp")
+        generator.warm_up()
+        yield generator
+
+    GENERATORS = {..., "llama.cpp-smollm2": llama_cpp_smollm2}
+
+A backend that needs a device this machine lacks calls ``pytest.skip`` in its context manager.
 """
 
 from __future__ import annotations
