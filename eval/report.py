@@ -19,8 +19,9 @@ from typing import Any
 from eval.costs import Hardware, estimate_costs
 from eval.recommend import MIN_GAIN, describe_method
 from eval.results import ResultsFile
+from eval.run_summary import RunSummary
 from eval.search_modes import read_modes, summarize_modes
-from eval.summary import RunSummary, Summary, summarize
+from eval.summary import Summary, summarize
 from eval.svg import Bar, Point, bar_chart, line_chart, stacked_bars
 from eval.variants import ATTRIBUTIONS, BASELINE
 from rag.errors import InputError, PromptError
