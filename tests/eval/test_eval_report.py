@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from pathlib import Path
@@ -10,7 +9,6 @@ from typing import Any
 
 import pytest
 
-import eval as eval_package
 from eval.costs import Hardware, estimate_costs, model_parameters
 from eval.report import write_report
 from eval.results import ResultsFile, Row
@@ -199,19 +197,6 @@ def test_the_report_rebuilds_from_the_rows_under_another_rule(tmp_path: Path) ->
     assert report["runs"][1]["diff_f1"]["p_holm"] < 0.001
     assert "not worth it" in (tmp_path / "report.md").read_text()
     assert results.path.read_bytes() == before
-
-
-def test_recommend_reads_figures_and_never_imports_the_summary() -> None:
-    # One direction: summary -> recommend -> run_summary, stats (no import back, deferred or not).
-    for module in ("recommend", "run_summary", "stats", "simulate"):
-        tree = ast.parse((Path(eval_package.__file__).parent / f"{module}.py").read_text())
-        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)} | {
-            alias.name
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Import)
-            for alias in node.names
-        }
-        assert "eval.summary" not in imported and "eval.report" not in imported, module
 
 
 def test_costs_follow_6nd_and_20_tokens_per_parameter() -> None:
