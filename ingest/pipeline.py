@@ -88,6 +88,8 @@ class IngestOptions:
     #: Show a progress bar while embedding.
     progress: bool = False
     device: str | None = None
+    #: Wait this long for another writer (a server replica) to finish; 0 fails at once.
+    lock_wait_s: float = 0.0
 
 
 #: What loading one file gave: its documents, or why it was skipped.
@@ -187,7 +189,7 @@ def ingest_paths(
     summary = IngestSummary(index=str(index_dir))
     name = embedder.name if embedder is not None else options.embedder_name
     workers = workers or LocalWorkers(embedder)
-    with IndexWriter(index_dir) as writer:
+    with IndexWriter(index_dir, wait_s=options.lock_wait_s) as writer:
         old = None if options.reindex else writer.manifest
         manifest = _manifest(old, name, options)
         config = ChunkerConfig(manifest.chunk_tokens, manifest.chunk_overlap)
@@ -224,11 +226,13 @@ def ingest_paths(
     return summary
 
 
-def remove_documents(index_dir: Path, doc_ids: Sequence[str]) -> IngestSummary:
+def remove_documents(
+    index_dir: Path, doc_ids: Sequence[str], *, lock_wait_s: float = 0.0
+) -> IngestSummary:
     """Delete documents by id; ids not in the index are reported as failed."""
     started = time.perf_counter()
     summary = IngestSummary(index=str(index_dir))
-    with IndexWriter(Path(index_dir)) as writer:
+    with IndexWriter(Path(index_dir), wait_s=lock_wait_s) as writer:
         if writer.manifest is None:
             raise not_found(Path(index_dir))
         stored = _stored_documents(Path(index_dir))

@@ -48,6 +48,11 @@ def register(app: typer.Typer) -> None:
             None, "--queue-size", help="Requests that may wait for a slot before 429 [32]."
         ),
         device: str | None = typer.Option(None, "--device", help="cuda or cpu (default: auto)."),
+        workers: int | None = typer.Option(
+            None,
+            "--workers",
+            help="Worker processes [1], each with its own model, over the one index folder.",
+        ),
     ) -> None:
         """Serve the chat API (OpenAI-compatible), the native API and the chat page at /."""
         from serve.server import run_server
@@ -65,5 +70,6 @@ def register(app: typer.Typer) -> None:
             concurrency=concurrency,
             queue_size=queue_size,
             device=device,
+            workers=workers,
         )
         run_server(settings)

@@ -29,6 +29,8 @@ class ServeSettings(Settings):
     backend_api_key: str | None = None
     #: A JSONL example bank to draw demonstrations from instead of the packaged one.
     examples: Path | None = None
+    #: Worker processes over the one index folder, each with its own model (`--workers`).
+    workers: int = Field(default=1, ge=1, le=64)
     #: Generations running at once (a local CPU model gains nothing from more than 1).
     concurrency: int = Field(default=1, ge=1, le=256)
     #: Requests allowed to wait for a generation slot; one more gets 429.
