@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from rag.cli_answer import BASE_URL_HELP, CONTEXT_WINDOW_HELP, TOKENIZER_HELP
+
 
 def register(app: typer.Typer) -> None:
     """Add `serve` to the `rag` app."""
@@ -35,9 +37,11 @@ def register(app: typer.Typer) -> None:
         adapter: Path | None = typer.Option(
             None, "--adapter", help="LoRA adapter folder: adds the lora and lora-rag models."
         ),
-        base_url: str | None = typer.Option(
-            None, "--base-url", help="Generate with this OpenAI-compatible server instead."
+        base_url: str | None = typer.Option(None, "--base-url", help=BASE_URL_HELP),
+        context_window: int | None = typer.Option(
+            None, "--context-window", help=CONTEXT_WINDOW_HELP
         ),
+        tokenizer: str | None = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
         examples: Path | None = typer.Option(
             None, "--examples", help="JSONL example bank for the demonstrations."
         ),
@@ -66,6 +70,8 @@ def register(app: typer.Typer) -> None:
             api_keys=api_key,
             adapter=adapter,
             base_url=base_url,
+            context_window=context_window,
+            tokenizer=tokenizer,
             examples=examples,
             concurrency=concurrency,
             queue_size=queue_size,

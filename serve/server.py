@@ -59,8 +59,7 @@ def build_state(settings: ServeSettings, metrics_dir: Path | None = None) -> Ser
             cache_dir=settings.cache_dir,
             device=device,
             examples_path=settings.examples,
-            base_url=settings.base_url,
-            api_key=settings.backend_api_key,
+            remote=settings.remote(),
         )
         adapter = None
         if settings.adapter is not None:
@@ -72,8 +71,7 @@ def build_state(settings: ServeSettings, metrics_dir: Path | None = None) -> Ser
                 cache_dir=settings.cache_dir,
                 device=device,
                 adapter=settings.adapter,
-                base_url=settings.base_url,
-                api_key=settings.backend_api_key,
+                remote=settings.remote(),
             )
             adapter = base.using(generator=generator)
         return Pipelines(base=base, adapter=adapter, index=index)

@@ -23,10 +23,6 @@ class ServeSettings(Settings):
     api_keys: Annotated[tuple[str, ...], NoDecode] = ()
     #: A LoRA adapter folder: adds the ``lora`` and ``lora-rag`` variants.
     adapter: Path | None = None
-    #: An OpenAI-compatible backend to generate with instead of a local model.
-    base_url: str | None = None
-    #: The key the OpenAI-compatible backend at ``base_url`` expects (not a key to this server).
-    backend_api_key: str | None = None
     #: A JSONL example bank to draw demonstrations from instead of the packaged one.
     examples: Path | None = None
     #: Worker processes over the one index folder, each with its own model (`--workers`).
