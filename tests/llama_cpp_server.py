@@ -11,17 +11,13 @@ AMX tile state to processes, and the AMX path then dies with SIGSEGV on the firs
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
-import time
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import httpx
 
 
 def smollm2_gguf() -> Path:
@@ -42,35 +38,23 @@ def _free_port() -> int:
 
 @contextmanager
 def llama_cpp_server(n_ctx: int = 2048, alias: str = "smollm2") -> Iterator[str]:
+    # Here, not at the top: run as a script, this file cannot import the tests package.
+    from tests.processes import stop, wait_until_ready
+
     port = _free_port()
     command = [sys.executable, __file__, "--model", str(smollm2_gguf()), "--model_alias", alias]
     command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx)]
     command += ["--n_threads", "1", "--verbose", "false"]
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if process.poll() is not None:
-                assert process.stderr is not None
-                raise AssertionError(f"llama_cpp.server exited: {process.stderr.read()[-2000:]!r}")
+    with tempfile.TemporaryDirectory(prefix="llama-cpp-server-") as folder:
+        log_path = Path(folder) / "server.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+            url = f"http://127.0.0.1:{port}/v1"
             try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "llama_cpp.server did not start in 300 s"
-            time.sleep(0.3)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+                wait_until_ready(f"{url}/models", process, timeout_s=300, log=log_path)
+                yield url
+            finally:
+                stop(process, timeout_s=20)
 
 
 def _serve() -> None:

@@ -95,23 +95,19 @@ class RemoteTokens:
     # -- counting ------------------------------------------------------------------------------
 
     def count_chat(self, messages: Sequence[Message]) -> int:
-        chat, _ = self._counters()
-        try:
-            return chat(messages)
-        except _NotHere as error:
-            raise self._stopped(error) from None
+        return int(self._count(0, messages))
 
     def count_text(self, text: str) -> int:
-        _, plain = self._counters()
-        try:
-            return plain(text)
-        except _NotHere as error:
-            raise self._stopped(error) from None
+        return int(self._count(1, text))
 
-    def _stopped(self, error: _NotHere) -> GenerationError:
-        return GenerationError(
-            f"{error} stopped answering token counts ({self.method}); check the server's logs"
-        )
+    def _count(self, which: int, what: Any) -> Any:
+        counter: Callable[[Any], int] = self._counters()[which]
+        try:
+            return counter(what)
+        except _NotHere as error:
+            raise GenerationError(
+                f"{error} stopped answering token counts ({self.method}); check the server's logs"
+            ) from None
 
     def _counters(self) -> tuple[Callable[[Sequence[Message]], int], Callable[[str], int]]:
         with self._lock:
@@ -199,37 +195,33 @@ class RemoteTokens:
 
     def _get(self, url: str) -> dict[str, Any] | None:
         """The JSON object at ``url``, or None where the server has no such endpoint."""
-        try:
-            reply = self.client.get(url)
-        except httpx.HTTPError as error:
-            raise GenerationError(
-                f"Cannot reach the generation server at {url}: {error}. Check that it is "
-                "running and that --base-url is right (it usually ends in /v1)"
-            ) from error
-        if reply.status_code != 200:
-            return None
-        try:
-            data = reply.json()
-        except ValueError:
-            return None
+        data = self._json(self._send("GET", url))
         return data if isinstance(data, dict) else None
 
     def _post(self, url: str, body: dict[str, Any], field: str) -> Any:
         """``field`` of the JSON answer to ``body``; _NotHere when the server lacks the route."""
+        data = self._json(self._send("POST", url, json=body))
+        if not isinstance(data, dict) or field not in data:
+            raise _NotHere(url)
+        return data[field]
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
-            reply = self.client.post(url, json=body)
+            return self.client.request(method, url, **kwargs)
         except httpx.HTTPError as error:
             raise GenerationError(
                 f"Cannot reach the generation server at {url}: {error}. Check that it is "
                 "running and that --base-url is right (it usually ends in /v1)"
             ) from error
+
+    @staticmethod
+    def _json(reply: httpx.Response) -> Any:
+        if reply.status_code != 200:
+            return None
         try:
-            data = reply.json() if reply.status_code == 200 else None
+            return reply.json()
         except ValueError:
-            data = None
-        if not isinstance(data, dict) or field not in data:
-            raise _NotHere(url)
-        return data[field]
+            return None
 
 
 class _NotHere(Exception):

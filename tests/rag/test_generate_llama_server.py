@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from rag.generate.remote import REMOTE_ADAPTER
 from rag.generate.remote_tokens import TEMPLATE_TOKENS
 from rag.types import Message
 from tests.llama_cpp_server import llama_cpp_server
+from tests.processes import stop, wait_until_ready
 from tests.serve.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,16 +143,7 @@ def test_rag_serve_generates_through_the_server(server: str, index: Path, tmp_pa
     process = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "rag serve was not ready in 300 s"
-            time.sleep(0.3)
+        wait_until_ready(f"{url}/readyz", process, timeout_s=300, log=tmp_path / "serve.log")
         body = {
             "model": "rag",
             "messages": [{"role": "user", "content": "Who founded Lumen Kettle Works?"}],
@@ -162,6 +153,5 @@ def test_rag_serve_generates_through_the_server(server: str, index: Path, tmp_pa
         assert reply.status_code == 200, reply.text
         assert reply.json()["choices"][0]["message"]["content"]
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop(process)
         log.close()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,6 +15,7 @@ from rag.errors import ConfigError, GenerationError
 from rag.generate import GenerationConfig, Remote, load_generator
 from rag.generate.openai_backend import OpenAIGenerator
 from rag.types import Message
+from tests.processes import handler_server
 
 PIECES = ["Paris", " is the", " capital [1]", ". ✓"]
 
@@ -65,12 +65,8 @@ class FakeServer(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeServer)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with handler_server(FakeServer) as url:
+        yield url
 
 
 MESSAGES = [Message("system", "Answer briefly."), Message("user", "Capital of France?")]

@@ -5,9 +5,8 @@ test_generate_llama_server.py)."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 
 import pytest
@@ -17,6 +16,7 @@ from rag.generate import GenerationConfig
 from rag.generate.openai_backend import OpenAIGenerator
 from rag.generate.remote_tokens import CHARS_PER_TOKEN, TEMPLATE_TOKENS
 from rag.types import Message
+from tests.processes import handler_server
 
 MESSAGES = [Message("system", "Answer briefly."), Message("user", "Capital of France?")]
 
@@ -76,12 +76,8 @@ class Scripted(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with handler_server(Scripted) as url:
+        yield url
 
 
 def test_vllm_reports_its_window_and_counts_the_rendered_chat(server: str) -> None:

@@ -8,7 +8,6 @@ through the other, `/metrics` from either adds up both, and each enforces the AP
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ import httpx
 import pytest
 
 from serve.replicas import WORKER_HEADER
+from tests.processes import stop
 from tests.serve.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,12 +53,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert len(ready) == 2, (folder / "server.log").read_text()
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop(process)
         log.close()
 
 
