@@ -19,6 +19,7 @@ the same `rag-icl[ray]` installed, with the embedder's weights.
 from __future__ import annotations
 
 import logging
+import socket
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -51,6 +52,8 @@ LOAD_BATCH_FILES = 16
 EMBED_BATCH_CHARS = 64_000
 #: Batches queued on one actor, so it never waits for the driver between two.
 IN_FLIGHT_PER_ACTOR = 2
+#: Seconds to wait for the head's port to accept a connection.
+_CONNECT_S = 10.0
 
 Result = tuple[list[Chunk], "np.ndarray"]
 
@@ -81,12 +84,22 @@ def _connect(address: str) -> Any:
         raise ConfigError(
             "--ray needs Ray: install it with `pip install 'rag-icl[ray]'` (on every node)"
         ) from None
+    advice = (
+        "Start one with `ray start --head` (then --ray auto), or pass the head's address as "
+        "--ray HOST:PORT"
+    )
+    host, colon, port = address.rpartition(":")
+    if colon and port.isdigit():
+        # Ray itself retries an address where nothing listens for minutes.
+        try:
+            socket.create_connection((host, int(port)), timeout=_CONNECT_S).close()
+        except OSError as error:
+            raise ClusterError(f"no Ray cluster answers at {address}: {error}. {advice}") from None
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise ClusterError(
-            f"cannot join the Ray cluster at {address!r}: {error}. Start one with `ray start "
-            "--head` (then --ray auto), or pass the head's address as --ray HOST:PORT"
+            f"cannot join the Ray cluster at {address!r}: {error}. {advice}"
         ) from None
     return ray
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ from ingest.ray_ingest import _load_batch, ingest_on_ray
 from ingest.ray_local import LocalCluster
 from ingest.ray_spool import SPOOL, Spool
 from rag.embed import Embedder, load_embedder
+from rag.errors import ClusterError
 from rag.store import Index
 from rag.store_layout import VECTORS
 from rag.types import Chunk, Document
@@ -243,3 +245,15 @@ def test_a_lost_node_hands_its_batches_to_the_other(
     local = tmp_path / "local"
     ingest_paths([corpus], local, embedder=embedder)
     assert_same_index(index_dir, local)
+
+
+def test_an_address_where_no_cluster_answers_fails_at_once_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    corpus = write_corpus(tmp_path / "corpus", docs=1)
+    with pytest.raises(ClusterError, match=rf"no Ray cluster answers at 127.0.0.1:{port}"):
+        ingest_on_ray([corpus], tmp_path / "index", IngestOptions(), address=f"127.0.0.1:{port}")
+    assert not (tmp_path / "index").exists()
