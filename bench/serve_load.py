@@ -1,6 +1,7 @@
 """Load check for `rag serve`: N concurrent streaming clients, a fixed number of requests.
 
     python bench/serve_load.py --fake --clients 32 --requests 640
+    python bench/serve_load.py --fake --workers 1,2 --clients 32 --requests 640
     python bench/serve_load.py --index DIR --model smollm2-135m --clients 4 --requests 16
     python bench/serve_load.py --url http://127.0.0.1:8000 --api-key KEY --clients 8
 
@@ -10,6 +11,11 @@ worker thread, prompt building and SSE. Otherwise it starts `rag serve` with a r
 talks to a running server (`--url`). Servers it starts listen on loopback only and are stopped at
 the end. Prints throughput, latency and time-to-first-token percentiles, the 429s (deliberate:
 the queue is bounded) and every other error (which must be zero).
+
+`--workers 1,2` runs the load once per worker count, each against a fresh server with that many
+replicas (`rag serve --workers N`; the fake server runs its workers the same way), and ends with
+each count's answers/s as a ratio to the first. The client shares the machine: on 2 cores a
+second worker competes with the client and the first worker for the same cores.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 FAKE_ANSWER = "The answer is twenty five days of paid leave a year, says the handbook [1]."
@@ -239,23 +246,30 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], timeout: float, workers: int = 1
+) -> None:
+    """Until ``workers`` different worker processes have answered ``/readyz`` with 200."""
     import httpx
 
+    ready: set[str] = set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"the server exited with {process.returncode} before it was ready")
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
+            reply = httpx.get(f"{url}/readyz", timeout=2)
+            if reply.status_code == 200:
+                ready.add(reply.headers.get("x-rag-worker", ""))
+                if len(ready) >= workers:
+                    return
         except httpx.TransportError:
             pass
         time.sleep(0.2)
     raise SystemExit(f"the server at {url} was not ready after {timeout:.0f} s")
 
 
-def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]:
+def start_server(args: argparse.Namespace, port: int, workers: int) -> subprocess.Popen[bytes]:
     if args.fake:
         command = [
             sys.executable,
@@ -265,6 +279,8 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]
             str(port),
             "--concurrency",
             str(args.concurrency),
+            "--workers",
+            str(workers),
         ]
     else:
         command = [
@@ -284,22 +300,26 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]
             str(args.concurrency),
             "--queue-size",
             str(args.queue_size),
+            "--workers",
+            str(workers),
         ]
     return subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if args.quiet_server else None
     )
 
 
-def serve_fake(port: int, concurrency: int, queue_size: int) -> None:
-    """A server whose generator answers at once: what is left is the server's own cost."""
-    import logging
+#: The fake server's concurrency and queue size, for its worker processes.
+FAKE_ENV = "RAG_BENCH_FAKE"
 
-    import uvicorn
 
+def fake_app() -> Any:
+    """The fake server's app (in each worker, with ``--workers``): its generator answers at once,
+    so what is left is the server's own cost."""
     from rag.generate.base import Delta, GenerationConfig, Generator
     from rag.pipeline import Pipeline
     from rag.types import Message
     from serve.app import create_app
+    from serve.replicas import metrics_dir
     from serve.state import Pipelines, ServerConfig, ServerState
 
     class InstantGenerator(Generator):
@@ -316,14 +336,37 @@ def serve_fake(port: int, concurrency: int, queue_size: int) -> None:
                 completion_tokens=len(words),
             )
 
+    concurrency, queue_size = (int(x) for x in os.environ[FAKE_ENV].split(","))
     config = ServerConfig(
-        index_dir=None, model_name="instant", concurrency=concurrency, queue_size=queue_size
+        index_dir=None,
+        model_name="instant",
+        concurrency=concurrency,
+        queue_size=queue_size,
+        metrics_dir=metrics_dir(),
     )
-    state = ServerState(lambda: Pipelines(base=Pipeline(InstantGenerator())), config)
+    return create_app(ServerState(lambda: Pipelines(base=Pipeline(InstantGenerator())), config))
+
+
+def serve_fake(port: int, concurrency: int, queue_size: int, workers: int) -> None:
+    import logging
+
+    import uvicorn
+
+    from serve.replicas import run_workers
+
+    os.environ[FAKE_ENV] = f"{concurrency},{queue_size}"
     logging.basicConfig(level=logging.WARNING)
-    uvicorn.run(
-        create_app(state), host="127.0.0.1", port=port, log_level="warning", access_log=False
-    )
+    if workers > 1:
+        # This file's folder is on sys.path (it was run as a script), so workers import it.
+        run_workers(
+            f"{Path(__file__).stem}:fake_app",
+            host="127.0.0.1",
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
+        return
+    uvicorn.run(fake_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 def cpu_snapshot() -> list[str]:
@@ -364,15 +407,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--queue-size", type=int, default=64)
     parser.add_argument("--api-key", default=os.environ.get("RAG_BENCH_KEY"))
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="server worker processes; a list (1,2) runs the load once per count [1]",
+    )
     parser.add_argument("--quiet-server", action="store_true", help="hide the server's log")
     args = parser.parse_args(argv)
     if args.concurrency is None:
         args.concurrency = 8 if (args.fake or args.serve_fake) else 1
+    try:
+        worker_counts = [int(n) for n in args.workers.split(",")]
+    except ValueError:
+        parser.error(f"--workers takes counts like 2 or 1,2, got {args.workers!r}")
     if args.serve_fake:
-        serve_fake(args.port, args.concurrency, max(args.queue_size, 256))
+        serve_fake(args.port, args.concurrency, max(args.queue_size, 256), worker_counts[0])
         return 0
     if not 1 <= args.clients <= 256:
         parser.error("--clients must be between 1 and 256")
+    if args.url and len(worker_counts) > 1:
+        parser.error("--workers with several counts starts its own servers: drop --url")
+    failed = 0
+    throughput: dict[int, float] = {}
+    for workers in worker_counts:
+        failed |= run_load(args, workers, throughput)
+    if len(throughput) > 1:
+        base = throughput[worker_counts[0]]
+        print("== answers/s by worker count (ratio to the first)")
+        for workers, rate in throughput.items():
+            print(f"workers {workers:<3} {rate:8.1f} answers/s   x{rate / base:.2f}")
+    return failed
+
+
+def run_load(args: argparse.Namespace, workers: int, throughput: dict[int, float]) -> int:
+    """One load run against a server with ``workers`` workers (started here unless --url)."""
     requests = args.requests or 20 * args.clients
     variant = args.variant or ("closed-book" if args.fake else "rag")
     process = None
@@ -381,10 +449,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         port = args.port or free_port()
         url = f"http://127.0.0.1:{port}"
-        process = start_server(args, port)
+        process = start_server(args, port, workers)
     try:
         if process is not None:
-            wait_ready(url, process, timeout=30 if args.fake else 600)
+            wait_ready(url, process, timeout=60 if args.fake else 600, workers=workers)
         label = "fake generator" if args.fake else (args.model if args.index else url)
         tally = asyncio.run(
             load(
@@ -397,7 +465,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 questions=read_questions(args.qa),
             )
         )
-        return report(tally, clients=args.clients, label=label)
+        ok = sum(1 for r in tally.results if r.status == 200 and r.error is None)
+        throughput[workers] = ok / tally.wall_s
+        return report(tally, clients=args.clients, label=f"{label}, {workers} worker(s)")
     finally:
         if process is not None:
             process.terminate()

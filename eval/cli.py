@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from rag.cli_answer import BASE_URL_HELP, CONTEXT_WINDOW_HELP, TOKENIZER_HELP
 from rag.variants import VARIANTS
 
 VARIANTS_HELP = (
@@ -77,6 +78,11 @@ def register(app: typer.Typer) -> None:
         gpu_mfu: float = typer.Option(0.4, help="Share of the peak a training run sustains."),
         smoke: bool = typer.Option(False, "--smoke", help="Label the report a smoke run."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        base_url: str | None = typer.Option(None, "--base-url", help=BASE_URL_HELP),
+        context_window: int | None = typer.Option(
+            None, "--context-window", help=CONTEXT_WINDOW_HELP
+        ),
+        tokenizer: str | None = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
     ) -> None:
         """Compare closed-book, few-shot, RAG, oracle and LoRA answers; write a report."""
         from eval.costs import Hardware
@@ -114,6 +120,7 @@ def register(app: typer.Typer) -> None:
             device=settings.device or None,
             hardware=hardware,
             progress=not quiet,
+            remote=settings.remote(base_url, context_window, tokenizer),
         )
         for line in summary.recommendation:
             typer.echo(line)

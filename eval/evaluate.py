@@ -29,6 +29,7 @@ from eval.split import check_no_leakage
 from eval.summary import Summary
 from eval.variants import default_variants, get_variant, plan_runs
 from rag.errors import ConfigError
+from rag.generate.remote import REMOTE_ADAPTER, Remote
 from rag.prompt import templates_digest
 from rag.retrieve import parse_mode
 
@@ -111,8 +112,12 @@ def evaluate(
     hardware: Hardware = Hardware(),
     pipeline_for: PipelineFactory | None = None,
     progress: bool = True,
+    remote: Remote | None = None,
 ) -> Summary:
-    """Run what is missing of ``request`` into ``request.out`` and write the report."""
+    """Run what is missing of ``request`` into ``request.out`` and write the report; the model
+    runs behind ``remote`` when given (every variant but the LoRA ones)."""
+    if remote is not None and request.adapter is not None:
+        raise ConfigError(REMOTE_ADAPTER)
     every_item = load_qa(request.qa, cache_dir=cache_dir)
     items = sample(every_item, request.limit, request.seed)
     demonstrations = str(request.examples or "the bundled bank")
@@ -140,7 +145,7 @@ def evaluate(
         {"limit": request.limit, "smoke": request.smoke, "demonstrations": demonstrations},
     )
     if pipeline_for is None:
-        pipeline_for = _build_factory(request, cache_dir, device)
+        pipeline_for = _build_factory(request, cache_dir, device, remote)
     done = results.done()
     pending = any((item.id, run.name) not in done for run in runs for item in items)
     base: list[Pipeline] = []
@@ -172,7 +177,9 @@ def evaluate(
     )
 
 
-def _build_factory(request: EvalRequest, cache_dir: Path, device: str | None) -> PipelineFactory:
+def _build_factory(
+    request: EvalRequest, cache_dir: Path, device: str | None, remote: Remote | None
+) -> PipelineFactory:
     from rag.pipeline import build_pipeline
 
     def build(adapter: bool) -> Pipeline:
@@ -183,6 +190,7 @@ def _build_factory(request: EvalRequest, cache_dir: Path, device: str | None) ->
             device=device,
             adapter=request.adapter if adapter else None,
             examples_path=request.examples,
+            remote=remote,
         )
 
     return build

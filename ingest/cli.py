@@ -29,6 +29,7 @@ def _print_summary(summary: IngestSummary) -> None:
         f"added {summary.added}, updated {summary.updated}, removed {summary.removed}, "
         f"unchanged {summary.unchanged}, failed {len(summary.failed)}; {summary.chunks} chunks "
         f"in {summary.index} ({summary.embedded} embedded, {summary.seconds:.1f} s)"
+        + (f"; {summary.resumed} resumed from an interrupted run" if summary.resumed else "")
     )
     for path, reason in summary.failed:
         typer.echo(f"  skipped {path}: {reason}")
@@ -68,6 +69,12 @@ def register(app: typer.Typer) -> None:
         embedder: str | None = typer.Option(
             None, "--embedder", help="Registry name or model folder (default: RAG_EMBEDDER)."
         ),
+        ray: str | None = typer.Option(
+            None,
+            "--ray",
+            help="Load, chunk and embed on a Ray cluster: auto (this machine's, or RAY_ADDRESS) "
+            "or HOST:PORT; this process still writes the index. Needs rag-icl[ray].",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
     ) -> None:
         """Index documents: load, chunk, embed and store them, incrementally and crash-safely."""
@@ -88,7 +95,13 @@ def register(app: typer.Typer) -> None:
             progress=not as_json,
             device=settings.device or None,
         )
-        summary = ingest_paths(paths, index if index is not None else settings.index, options)
+        index_dir = index if index is not None else settings.index
+        if ray is None:
+            summary = ingest_paths(paths, index_dir, options)
+        else:
+            from ingest.ray_ingest import ingest_on_ray
+
+            summary = ingest_on_ray(paths, index_dir, options, address=ray)
         if as_json:
             typer.echo(json.dumps(summary.to_dict()))
         else:

@@ -9,10 +9,10 @@ new index generation, so a crash leaves the index as it was before the run.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ingest.chunker import ChunkerConfig, chunk_document
 from ingest.loaders import DEFAULT_MAX_BYTES, SourceFile, discover, load_file
@@ -45,6 +45,8 @@ class IngestSummary:
     chunks: int = 0
     seconds: float = 0.0
     embedded: int = 0
+    #: Chunks whose vectors came from an interrupted earlier run (``--ray``) instead.
+    resumed: int = 0
     index: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,6 +88,85 @@ class IngestOptions:
     #: Show a progress bar while embedding.
     progress: bool = False
     device: str | None = None
+    #: Wait this long for another writer (a server replica) to finish; 0 fails at once.
+    lock_wait_s: float = 0.0
+
+
+#: What loading one file gave: its documents, or why it was skipped.
+LoadOutcome = list[Document] | str
+
+
+@dataclass(frozen=True)
+class EmbedderFacts:
+    """What the committer needs to know about the embedder before it writes."""
+
+    dimension: int
+    max_tokens: int
+
+
+class IngestWorkers(Protocol):
+    """Where the heavy work of a run happens: this process (`LocalWorkers`) or a Ray cluster
+    (`ingest.ray_ingest`). The committer (`ingest_paths`) plans and writes either way."""
+
+    def load(
+        self, files: Sequence[SourceFile], options: IngestOptions, stored: Mapping[str, str]
+    ) -> list[LoadOutcome]:
+        """Each file's outcome, in order. A document whose hash equals ``stored[id]`` may come
+        back without its text (it is unchanged and will not be read)."""
+        ...
+
+    def prepare(self, name: str, options: IngestOptions) -> EmbedderFacts:
+        """Load the embedder ``name``: called only when something is to be embedded."""
+        ...
+
+    def embed(
+        self, documents: Sequence[Document], config: ChunkerConfig, progress: bool
+    ) -> list[tuple[list[Chunk], np.ndarray]]:
+        """Chunk and embed ``documents``: their chunks and vectors, in order."""
+        ...
+
+
+class LocalWorkers:
+    """Everything in this process, with ``embedder`` or the one named (loaded on demand)."""
+
+    def __init__(self, embedder: Embedder | None = None) -> None:
+        self.embedder = embedder
+
+    def load(
+        self, files: Sequence[SourceFile], options: IngestOptions, stored: Mapping[str, str]
+    ) -> list[LoadOutcome]:
+        return [load_outcome(f, options) for f in files]
+
+    def prepare(self, name: str, options: IngestOptions) -> EmbedderFacts:
+        self.embedder = self.embedder or _load_embedder(name, options.device)
+        self.embedder.warm_up()
+        return EmbedderFacts(self.embedder.dimension, self.embedder.max_tokens)
+
+    def embed(
+        self, documents: Sequence[Document], config: ChunkerConfig, progress: bool
+    ) -> list[tuple[list[Chunk], np.ndarray]]:
+        assert self.embedder is not None  # prepare() loaded it
+        return chunk_and_embed(self.embedder, documents, config, progress)
+
+
+def load_outcome(file: SourceFile, options: IngestOptions) -> LoadOutcome:
+    try:
+        return load_file(file, json_field=options.json_field, max_bytes=options.max_file_bytes)
+    except InputError as error:
+        return str(error)
+
+
+def chunk_and_embed(
+    embedder: Embedder, documents: Sequence[Document], config: ChunkerConfig, progress: bool
+) -> list[tuple[list[Chunk], np.ndarray]]:
+    """Each document's chunks and their vectors, embedded together in length-sorted batches."""
+    chunked = [chunk_document(doc, embedder.count_tokens, config) for doc in documents]
+    vectors = embed_chunks(embedder, [c for chunks in chunked for c in chunks], progress)
+    out, offset = [], 0
+    for chunks in chunked:
+        out.append((chunks, vectors[offset : offset + len(chunks)]))
+        offset += len(chunks)
+    return out
 
 
 def ingest_paths(
@@ -94,20 +175,28 @@ def ingest_paths(
     options: IngestOptions = IngestOptions(),
     *,
     embedder: Embedder | None = None,
+    workers: IngestWorkers | None = None,
 ) -> IngestSummary:
     """Bring the index at ``index_dir`` in line with ``paths`` (files and folders), embedding
-    with ``embedder`` when given (else the one ``options`` names, loaded only if needed)."""
+    with ``embedder`` when given (else the one ``options`` names, loaded only if needed).
+
+    ``workers`` runs the loading, chunking and embedding elsewhere (a Ray cluster); this
+    process stays the one committer: it holds the lock, checks the embedder, plans and writes.
+    """
     started = time.perf_counter()
     index_dir = Path(index_dir)
     files = discover([Path(p) for p in paths], options.include, options.exclude, skip=index_dir)
     summary = IngestSummary(index=str(index_dir))
     name = embedder.name if embedder is not None else options.embedder_name
-    with IndexWriter(index_dir) as writer:
+    workers = workers or LocalWorkers(embedder)
+    with IndexWriter(index_dir, wait_s=options.lock_wait_s) as writer:
         old = None if options.reindex else writer.manifest
         manifest = _manifest(old, name, options)
         config = ChunkerConfig(manifest.chunk_tokens, manifest.chunk_overlap)
         stored = _stored_documents(index_dir) if old is not None else {}
-        documents = _load(files, options.json_field, options.max_file_bytes, summary)
+        hashes = {doc_id: doc.content_hash for doc_id, doc in stored.items()}
+        outcomes = workers.load(files, options, hashes)
+        documents = _unique(files, outcomes, summary)
         plan = _plan(files, documents, stored, options.prune)
         converting = old is not None and old.vector_index != manifest.vector_index
         if not (plan.new or plan.changed or plan.remove or converting or old is None):
@@ -117,23 +206,18 @@ def ingest_paths(
             return summary
         todo = plan.new + plan.changed
         if todo or old is None:
-            embedder = embedder or _load_embedder(name, options.device)
-            embedder.warm_up()
-            manifest.dimension = embedder.dimension
-            config = replace(config, chunk_tokens=min(config.chunk_tokens, embedder.max_tokens))
+            facts = workers.prepare(name, options)
+            manifest.dimension = facts.dimension
+            config = replace(config, chunk_tokens=min(config.chunk_tokens, facts.max_tokens))
         writer.begin(manifest, reindex=options.reindex)
         for doc_id in plan.remove:
             writer.remove_document(doc_id)
         if todo:
-            assert embedder is not None
-            chunked = [chunk_document(doc, embedder.count_tokens, config) for doc in todo]
-            every_chunk = [c for chunks in chunked for c in chunks]
-            vectors = embed_chunks(embedder, every_chunk, options.progress)
-            offset = 0
-            for doc, chunks in zip(todo, chunked, strict=True):
-                writer.add_document(doc, chunks, vectors[offset : offset + len(chunks)])
-                offset += len(chunks)
-            summary.embedded = offset
+            for doc, (chunks, vectors) in zip(
+                todo, workers.embed(todo, config, options.progress), strict=True
+            ):
+                writer.add_document(doc, chunks, vectors)
+                summary.embedded += len(chunks)
         writer.commit()
         summary.chunks = writer.chunk_total
     summary.added, summary.updated = len(plan.new), len(plan.changed)
@@ -142,11 +226,13 @@ def ingest_paths(
     return summary
 
 
-def remove_documents(index_dir: Path, doc_ids: Sequence[str]) -> IngestSummary:
+def remove_documents(
+    index_dir: Path, doc_ids: Sequence[str], *, lock_wait_s: float = 0.0
+) -> IngestSummary:
     """Delete documents by id; ids not in the index are reported as failed."""
     started = time.perf_counter()
     summary = IngestSummary(index=str(index_dir))
-    with IndexWriter(Path(index_dir)) as writer:
+    with IndexWriter(Path(index_dir), wait_s=lock_wait_s) as writer:
         if writer.manifest is None:
             raise not_found(Path(index_dir))
         stored = _stored_documents(Path(index_dir))
@@ -217,17 +303,15 @@ def _stored_documents(index_dir: Path) -> dict[str, DocumentInfo]:
     return {doc.id: doc for doc in read_documents(index_dir)}
 
 
-def _load(
-    files: Sequence[SourceFile], json_field: str, max_bytes: int, summary: IngestSummary
+def _unique(
+    files: Sequence[SourceFile], outcomes: Sequence[LoadOutcome], summary: IngestSummary
 ) -> dict[SourceFile, list[Document]]:
     """Each readable file's documents; the others go to ``summary.failed`` with the reason."""
     loaded: dict[SourceFile, list[Document]] = {}
     seen: dict[str, Path] = {}
-    for file in files:
-        try:
-            documents = load_file(file, json_field=json_field, max_bytes=max_bytes)
-        except InputError as error:
-            summary.failed.append((str(file.path), str(error)))
+    for file, documents in zip(files, outcomes, strict=True):
+        if isinstance(documents, str):
+            summary.failed.append((str(file.path), documents))
             continue
         clash = next((seen[d.id] for d in documents if d.id in seen), None)
         if clash is not None:

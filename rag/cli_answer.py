@@ -27,6 +27,17 @@ VARIANT_HELP = (
     f"(default: {DEFAULT_VARIANT}; lora-rag with --adapter)."
 )
 SHOTS_HELP = "Demonstrations in the prompt, for the variants that show them."
+BASE_URL_HELP = (
+    "Generate with this OpenAI-compatible server (vLLM, llama.cpp, TGI), e.g. "
+    "http://gpu-box:8000/v1; --model names its model (default: RAG_BASE_URL)."
+)
+CONTEXT_WINDOW_HELP = (
+    "The served model's context window in tokens, when the server does not report it "
+    "(vLLM and llama-server do)."
+)
+TOKENIZER_HELP = (
+    "A registry model whose tokenizer counts prompts for a server without a tokenize endpoint."
+)
 
 
 def _source_line(marker: int, chunk: Chunk) -> str:
@@ -132,6 +143,11 @@ def register(app: typer.Typer) -> None:
             None, "--examples", help="Your own example bank (JSONL)."
         ),
         max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Answer length limit."),
+        base_url: str | None = typer.Option(None, "--base-url", help=BASE_URL_HELP),
+        context_window: int | None = typer.Option(
+            None, "--context-window", help=CONTEXT_WINDOW_HELP
+        ),
+        tokenizer: str | None = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
         as_json: bool = typer.Option(False, "--json", help="Print the whole Answer as JSON."),
     ) -> None:
         """Answer QUESTION from the indexed documents, streaming, then list the cited sources."""
@@ -152,6 +168,7 @@ def register(app: typer.Typer) -> None:
             device=settings.device or None,
             adapter=adapter,
             examples_path=examples,
+            remote=settings.remote(base_url, context_window, tokenizer),
         )
         if as_json:
             answer = pipeline.ask(question, options=options)
@@ -170,6 +187,11 @@ def register(app: typer.Typer) -> None:
         k: int = typer.Option(5, "--k", help="Passages to retrieve."),
         shots: int = typer.Option(2, "--shots", help=SHOTS_HELP),
         adapter: Path | None = typer.Option(None, "--adapter", help="A LoRA adapter folder."),
+        base_url: str | None = typer.Option(None, "--base-url", help=BASE_URL_HELP),
+        context_window: int | None = typer.Option(
+            None, "--context-window", help=CONTEXT_WINDOW_HELP
+        ),
+        tokenizer: str | None = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
     ) -> None:
         """Chat over the indexed documents; follow-ups keep the context. /sources /reset /quit."""
         from rag.pipeline import build_pipeline
@@ -185,6 +207,7 @@ def register(app: typer.Typer) -> None:
             cache_dir=settings.cache_dir,
             device=settings.device or None,
             adapter=adapter,
+            remote=settings.remote(base_url, context_window, tokenizer),
         )
         options = config.options()
         history: list[Message] = []

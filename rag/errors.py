@@ -81,3 +81,10 @@ class GenerationError(RagError):
 
 class CorpusError(RagError):
     code = "corpus_error"
+
+
+class ClusterError(RagError):
+    """A Ray cluster that cannot be joined, or that lost every worker of a run."""
+
+    code = "cluster_error"
+    http_status = 503

@@ -25,6 +25,7 @@ from rag.types import Answer, Chunk, Citation, Hit, Message, Timings
 
 if TYPE_CHECKING:
     from rag.embed import Embedder
+    from rag.generate.remote import Remote
     from rag.models import CondenseMode
     from rag.search_index import SearchIndex
 
@@ -354,13 +355,12 @@ def build_pipeline(
     device: str | None = None,
     adapter: Path | None = None,
     examples_path: Path | None = None,
-    base_url: str | None = None,
-    api_key: str | None = None,
+    remote: Remote | None = None,
     refusal: str = "I don't know.",
     min_score: float | None = None,
 ) -> Pipeline:
     """A pipeline over ``index`` (an index folder, opened here, or an open index), with the
-    embedder named in its manifest and the generator ``model``.
+    embedder named in its manifest and the generator ``model`` (served by ``remote`` if given).
 
     Models load lazily (on the first question or ``generator.warm_up()``). ``min_score=None``
     takes the embedder's calibrated floor from the registry (none for other embedders).
@@ -387,8 +387,7 @@ def build_pipeline(
         cache_dir=cache_dir,
         device=device,
         adapter=adapter,
-        base_url=base_url,
-        api_key=api_key,
+        remote=remote,
     )
     return Pipeline(
         generator,

@@ -6,9 +6,14 @@ Library code never reads the environment: it takes these values as explicit argu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from platformdirs import user_cache_dir
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from rag.generate.remote import Remote
 
 
 class Settings(BaseSettings):
@@ -24,6 +29,33 @@ class Settings(BaseSettings):
     embedder: str = "minilm"
     #: ``cuda``, ``cpu`` or empty for "CUDA when present".
     device: str = ""
+    #: An OpenAI-compatible server to generate with instead of a local model.
+    base_url: str | None = None
+    #: The key the OpenAI-compatible backend at ``base_url`` expects (not a key to our server).
+    backend_api_key: str | None = None
+    #: The remote model's context window, when its server does not say.
+    context_window: int | None = Field(default=None, ge=16)
+    #: A registry model whose tokenizer counts prompts when the server cannot.
+    tokenizer: str | None = None
+
+    def remote(
+        self,
+        base_url: str | None = None,
+        context_window: int | None = None,
+        tokenizer: str | None = None,
+    ) -> Remote | None:
+        """The server these settings generate with (command-line values first); None: local."""
+        url = base_url or self.base_url
+        if not url:
+            return None
+        from rag.generate.remote import Remote
+
+        return Remote(
+            url,
+            self.backend_api_key,
+            context_window or self.context_window,
+            tokenizer or self.tokenizer,
+        )
 
 
 def load_settings() -> Settings:

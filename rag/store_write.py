@@ -18,6 +18,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,21 +51,28 @@ if TYPE_CHECKING:
 
 
 class WriterLock:
-    """An exclusive, non-blocking ``flock`` on ``DIR/.lock``."""
+    """An exclusive ``flock`` on ``DIR/.lock``: at once, or within ``wait_s`` seconds (another
+    server replica may be writing: its write takes seconds)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, wait_s: float = 0.0) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._fd)
-            self._fd = None
-            raise IndexLocked(
-                f"another process is writing to the index at {root}; wait for it to finish "
-                "and run the command again"
-            ) from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.05)
+        os.close(self._fd)
+        self._fd = None
+        raise IndexLocked(
+            f"another process is writing to the index at {root}; wait for it to finish "
+            "and run the command again"
+        )
 
     def release(self) -> None:
         if self._fd is not None:
@@ -78,10 +86,10 @@ class IndexWriter:
 
     Use as a context manager: leaving the block without ``commit()`` (or with an exception)
     discards the staged copy. The constructor takes the lock, so a second writer fails fast
-    with IndexLocked before any work is done.
+    with IndexLocked before any work is done (or waits up to ``wait_s`` seconds for it).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, wait_s: float = 0.0) -> None:
         self.root = Path(root)
         self._stage: Path | None = None
         self._db: sqlite3.Connection | None = None
@@ -92,7 +100,7 @@ class IndexWriter:
         self._pending_removals: list[int] = []
         #: Chunks in the index after ``commit()``.
         self.chunk_total = 0
-        self._lock: WriterLock | None = WriterLock(self.root)
+        self._lock: WriterLock | None = WriterLock(self.root, wait_s)
         try:
             self._remove_leftovers()
             self.live = read_current(self.root)

@@ -5,7 +5,8 @@ builds one around real models; nothing here reads settings. The lifespan creates
 gate on the server's event loop and starts loading the model in the background: `/healthz`
 answers at once, `/readyz` turns 200 when the model and index are loaded.
 
-Middleware, outermost first: metrics (so refused requests are counted), API keys, body limit.
+Middleware, outermost first: the worker's pid header, metrics (so refused requests are counted),
+API keys, body limit.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from serve.gate import GenerationGate
 from serve.http_errors import install_error_handlers
 from serve.limits import BodyLimitMiddleware
 from serve.metrics import Metrics, MetricsMiddleware
+from serve.replicas import WorkerHeaderMiddleware
 from serve.state import ServerState
 
 STATIC = Path(__file__).parent / "static"
@@ -34,7 +36,7 @@ UPLOAD_ROUTE = "/v1/documents"
 
 
 def create_app(state: ServerState) -> FastAPI:
-    metrics = Metrics()
+    metrics = Metrics(state.config.metrics_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,6 +68,7 @@ def create_app(state: ServerState) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limits=state.config.limits, upload_prefix=UPLOAD_ROUTE)
     app.add_middleware(ApiKeyMiddleware, keys=state.config.api_keys)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
+    app.add_middleware(WorkerHeaderMiddleware)
     return app
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from rag.cli_answer import BASE_URL_HELP, CONTEXT_WINDOW_HELP, TOKENIZER_HELP
+
 
 def register(app: typer.Typer) -> None:
     """Add `serve` to the `rag` app."""
@@ -35,9 +37,11 @@ def register(app: typer.Typer) -> None:
         adapter: Path | None = typer.Option(
             None, "--adapter", help="LoRA adapter folder: adds the lora and lora-rag models."
         ),
-        base_url: str | None = typer.Option(
-            None, "--base-url", help="Generate with this OpenAI-compatible server instead."
+        base_url: str | None = typer.Option(None, "--base-url", help=BASE_URL_HELP),
+        context_window: int | None = typer.Option(
+            None, "--context-window", help=CONTEXT_WINDOW_HELP
         ),
+        tokenizer: str | None = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
         examples: Path | None = typer.Option(
             None, "--examples", help="JSONL example bank for the demonstrations."
         ),
@@ -48,6 +52,11 @@ def register(app: typer.Typer) -> None:
             None, "--queue-size", help="Requests that may wait for a slot before 429 [32]."
         ),
         device: str | None = typer.Option(None, "--device", help="cuda or cpu (default: auto)."),
+        workers: int | None = typer.Option(
+            None,
+            "--workers",
+            help="Worker processes [1], each with its own model, over the one index folder.",
+        ),
     ) -> None:
         """Serve the chat API (OpenAI-compatible), the native API and the chat page at /."""
         from serve.server import run_server
@@ -61,9 +70,12 @@ def register(app: typer.Typer) -> None:
             api_keys=api_key,
             adapter=adapter,
             base_url=base_url,
+            context_window=context_window,
+            tokenizer=tokenizer,
             examples=examples,
             concurrency=concurrency,
             queue_size=queue_size,
             device=device,
+            workers=workers,
         )
         run_server(settings)

@@ -21,7 +21,7 @@ from serve.deps import AppMetrics, IndexDir, State, WriteLock
 from serve.http_errors import ApiError
 from serve.openai_routes import CLIENT_CLOSED
 from serve.schemas import AskRequest, SearchRequest, answer_json, hit_json
-from serve.uploads import ingest_uploads, inside, uploads_dir
+from serve.uploads import LOCK_WAIT_S, ingest_uploads, inside, uploads_dir
 
 router = APIRouter(prefix="/v1")
 
@@ -104,7 +104,9 @@ async def delete_document(
             )
         from ingest.pipeline import remove_documents
 
-        summary = await run_in_threadpool(lambda: remove_documents(index_dir, [doc_id]))
+        summary = await run_in_threadpool(
+            lambda: remove_documents(index_dir, [doc_id], lock_wait_s=LOCK_WAIT_S)
+        )
         stored = Path(info.source)
         folder = uploads_dir(index_dir)
         if stored.is_file() and inside(folder, stored):

@@ -2,22 +2,34 @@
 
 The one place that turns `ServeSettings` into objects. The model loads in the background after
 uvicorn starts (so the probes answer at once); if loading fails, the server stops and
-`rag serve` exits with the reason rather than staying up unable to answer.
+`rag serve` exits with the reason rather than staying up unable to answer. With ``workers > 1``
+each worker process builds its own state from the same settings (`serve.replicas`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag.errors import ConfigError
 from serve.limits import Limits
 from serve.settings import ServeSettings
 from serve.state import Pipelines, ServerConfig, ServerState
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 log = logging.getLogger("serve")
 
 
-def build_state(settings: ServeSettings) -> ServerState:
+#: The settings a worker process builds its app from (JSON, set by the parent).
+SETTINGS_ENV = "RAG_SERVE_SETTINGS"
+_LOG_FORMAT = "%(levelname)s:     %(name)s: %(message)s"
+
+
+def build_state(settings: ServeSettings, metrics_dir: Path | None = None) -> ServerState:
     """A state whose loader builds the pipelines `settings` describe (not loaded yet)."""
     config = ServerConfig(
         index_dir=settings.index,
@@ -32,6 +44,7 @@ def build_state(settings: ServeSettings) -> ServerState:
         ),
         concurrency=settings.concurrency,
         queue_size=settings.queue_size,
+        metrics_dir=metrics_dir,
     )
 
     def load() -> Pipelines:
@@ -46,8 +59,7 @@ def build_state(settings: ServeSettings) -> ServerState:
             cache_dir=settings.cache_dir,
             device=device,
             examples_path=settings.examples,
-            base_url=settings.base_url,
-            api_key=settings.backend_api_key,
+            remote=settings.remote(),
         )
         adapter = None
         if settings.adapter is not None:
@@ -59,8 +71,7 @@ def build_state(settings: ServeSettings) -> ServerState:
                 cache_dir=settings.cache_dir,
                 device=device,
                 adapter=settings.adapter,
-                base_url=settings.base_url,
-                api_key=settings.backend_api_key,
+                remote=settings.remote(),
             )
             adapter = base.using(generator=generator)
         return Pipelines(base=base, adapter=adapter, index=index)
@@ -76,7 +87,7 @@ def run_server(settings: ServeSettings) -> None:
     from serve.app import create_app
 
     Index.open(settings.index).close()  # fail now, with `rag ingest` in the message, if absent
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT)
     if not settings.api_keys and settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning(
             "no API key configured: anyone who can reach %s:%s can use this server "
@@ -84,6 +95,9 @@ def run_server(settings: ServeSettings) -> None:
             settings.host,
             settings.port,
         )
+    if settings.workers > 1:
+        _run_workers(settings)
+        return
     state = build_state(settings)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -105,3 +119,34 @@ def run_server(settings: ServeSettings) -> None:
     server.run()
     if failures:
         raise ConfigError(f"the server stopped: the model failed to load: {failures[0]}")
+
+
+def _run_workers(settings: ServeSettings) -> None:
+    from serve.replicas import run_workers
+
+    log.info("starting %d workers over %s", settings.workers, settings.index)
+    os.environ[SETTINGS_ENV] = settings.model_dump_json()
+    try:
+        failure = run_workers(
+            "serve.server:worker_app",
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level="info",
+        )
+    finally:
+        os.environ.pop(SETTINGS_ENV, None)
+    if failure is not None:
+        raise ConfigError(f"the server stopped: the model failed to load: {failure}")
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker of `rag serve --workers N` (uvicorn calls this in each process)."""
+    from serve.app import create_app
+    from serve.replicas import metrics_dir, stop_all
+
+    logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT)
+    settings = ServeSettings.model_validate_json(os.environ[SETTINGS_ENV])
+    state = build_state(settings, metrics_dir=metrics_dir())
+    state.on_load_failed = stop_all
+    return create_app(state)

@@ -23,12 +23,10 @@ class ServeSettings(Settings):
     api_keys: Annotated[tuple[str, ...], NoDecode] = ()
     #: A LoRA adapter folder: adds the ``lora`` and ``lora-rag`` variants.
     adapter: Path | None = None
-    #: An OpenAI-compatible backend to generate with instead of a local model.
-    base_url: str | None = None
-    #: The key the OpenAI-compatible backend at ``base_url`` expects (not a key to this server).
-    backend_api_key: str | None = None
     #: A JSONL example bank to draw demonstrations from instead of the packaged one.
     examples: Path | None = None
+    #: Worker processes over the one index folder, each with its own model (`--workers`).
+    workers: int = Field(default=1, ge=1, le=64)
     #: Generations running at once (a local CPU model gains nothing from more than 1).
     concurrency: int = Field(default=1, ge=1, le=256)
     #: Requests allowed to wait for a generation slot; one more gets 429.

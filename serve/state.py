@@ -54,6 +54,8 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     concurrency: int = 1
     queue_size: int = 32
+    #: The metrics folder shared by the workers of `rag serve --workers N` (None: one process).
+    metrics_dir: Path | None = None
 
 
 class ServerState:

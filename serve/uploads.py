@@ -48,6 +48,8 @@ SUFFIXES = frozenset(
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 120
 _CHUNK = 1 << 16
+#: How long an upload or deletion waits for another writer (another replica of this server).
+LOCK_WAIT_S = 60.0
 
 
 def uploads_dir(index_dir: Path) -> Path:
@@ -155,7 +157,12 @@ async def ingest_uploads(
 
     try:
         summary = await run_in_threadpool(
-            lambda: ingest_paths(targets, index_dir, IngestOptions(prune=False), embedder=embedder)
+            lambda: ingest_paths(
+                targets,
+                index_dir,
+                IngestOptions(prune=False, lock_wait_s=LOCK_WAIT_S),
+                embedder=embedder,
+            )
         )
     except BaseException:
         for target, is_new in zip(targets, new, strict=True):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -35,9 +36,10 @@ def test_help_imports_no_heavy_library() -> None:
         "import sys\n"
         "from rag.cli import build_app\n"
         "from typer.testing import CliRunner\n"
-        "assert CliRunner().invoke(build_app(), ['--help']).exit_code == 0\n"
+        "for args in (['--help'], ['ingest', '--help'], ['serve', '--help']):\n"
+        "    assert CliRunner().invoke(build_app(), args).exit_code == 0\n"
         "heavy = [m for m in ('torch', 'transformers', 'faiss', 'sentence_transformers',"
-        " 'peft', 'fastapi', 'numpy') if m in sys.modules]\n"
+        " 'peft', 'fastapi', 'numpy', 'ray', 'llama_cpp') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run(
@@ -55,9 +57,9 @@ def test_readme_help_is_current() -> None:
     )
 
 
-def readme_rag_commands() -> list[str]:
-    """Every `rag ...` line of the README's bash blocks, continuations joined, comments cut."""
-    readme = (ROOT / "README.md").read_text()
+def readme_rag_commands(page: str = "README.md") -> list[str]:
+    """Every `rag ...` line of a page's bash blocks, continuations joined, comments cut."""
+    readme = (ROOT / page).read_text()
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", readme, re.DOTALL):
         for line in block.replace("\\\n", " ").splitlines():
@@ -81,10 +83,11 @@ def parse_only(command: Any, name: str, args: list[str], parent: Any = None) -> 
         command.make_context(name, args, parent=parent)
 
 
-def test_readme_rag_commands_parse() -> None:
+@pytest.mark.parametrize(("page", "least"), [("README.md", 10), ("docs/deploy.md", 8)])
+def test_readme_rag_commands_parse(page: str, least: int) -> None:
     """Each documented command names options that exist, with the values they take."""
-    commands = readme_rag_commands()
-    assert len(commands) >= 10
+    commands = readme_rag_commands(page)
+    assert len(commands) >= least
     app = typer.main.get_command(build_app())
     for line in commands:
         line = re.sub(r"\$\([^)]*\)", "DIR", line)  # "$(rag corpora path squad)"
@@ -95,4 +98,4 @@ def test_readme_rag_commands_parse() -> None:
             raise
         except Exception as error:  # typer's own click raises its UsageError family
             message = error.format_message() if hasattr(error, "format_message") else error
-            raise AssertionError(f"README's `{line}` does not parse: {message}") from None
+            raise AssertionError(f"{page}'s `{line}` does not parse: {message}") from None

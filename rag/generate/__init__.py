@@ -6,8 +6,16 @@ from pathlib import Path
 
 from rag.errors import ConfigError, ModelNotInstalled
 from rag.generate.base import Delta, GenerationConfig, GenerationResult, Generator
+from rag.generate.remote import REMOTE_ADAPTER, Remote
 
-__all__ = ["Delta", "GenerationConfig", "GenerationResult", "Generator", "load_generator"]
+__all__ = [
+    "Delta",
+    "GenerationConfig",
+    "GenerationResult",
+    "Generator",
+    "Remote",
+    "load_generator",
+]
 
 
 def load_generator(
@@ -16,23 +24,26 @@ def load_generator(
     cache_dir: Path,
     device: str | None = None,
     adapter: Path | None = None,
-    base_url: str | None = None,
-    api_key: str | None = None,
+    remote: Remote | None = None,
 ) -> Generator:
-    """The generator for ``name_or_path``: a remote model when ``base_url`` is set, else local.
+    """The generator for ``name_or_path``: the model ``remote`` serves when given, else local.
 
     Construction is cheap (weights load on first use or ``warm_up()``), but a registry name is
     checked now, so an unknown or uninstalled model fails before any work starts.
     """
-    if base_url:
+    if remote is not None:
         if adapter is not None:
-            raise ConfigError(
-                "A LoRA adapter cannot be applied to a remote model: load the adapter in the "
-                "serving engine, or drop --base-url to run the model locally"
-            )
+            raise ConfigError(REMOTE_ADAPTER)
         from rag.generate.openai_backend import OpenAIGenerator
 
-        return OpenAIGenerator(name_or_path, base_url=base_url, api_key=api_key)
+        return OpenAIGenerator(
+            name_or_path,
+            base_url=remote.base_url,
+            api_key=remote.api_key,
+            context_window=remote.context_window,
+            tokenizer=remote.tokenizer,
+            cache_dir=cache_dir,
+        )
 
     from rag.generate.transformers_backend import TransformersGenerator
     from rag.models import REGISTRY, get_spec, installed, is_converted, model_folder

@@ -83,10 +83,26 @@ def openai_against_rag_serve() -> Iterator[Generator]:
             generator.close()
 
 
+@contextmanager
+def openai_against_llama_cpp_server() -> Iterator[Generator]:
+    """The HTTP client against a third party: llama.cpp's OpenAI-compatible server (from
+    llama-cpp-python) on the smollm2 GGUF."""
+    from rag.generate.openai_backend import OpenAIGenerator
+    from tests.llama_cpp_server import llama_cpp_server
+
+    with llama_cpp_server(n_ctx=2048) as url:
+        generator = OpenAIGenerator("smollm2", base_url=url, context_window=2048)
+        try:
+            yield generator
+        finally:
+            generator.close()
+
+
 GENERATORS: dict[str, Callable[[], AbstractContextManager[Generator]]] = {
     "scripted": scripted,
     "transformers-smollm2": transformers_smollm2,
     "openai-rag-serve": openai_against_rag_serve,
+    "openai-llama-cpp-server": openai_against_llama_cpp_server,
 }
 
 

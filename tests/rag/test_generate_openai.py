@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from rag.errors import ConfigError, GenerationError
-from rag.generate import GenerationConfig, load_generator
+from rag.generate import GenerationConfig, Remote, load_generator
 from rag.generate.openai_backend import OpenAIGenerator
 from rag.types import Message
+from tests.processes import handler_server
 
 PIECES = ["Paris", " is the", " capital [1]", ". ✓"]
 
@@ -65,12 +65,8 @@ class FakeServer(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeServer)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with handler_server(FakeServer) as url:
+        yield url
 
 
 MESSAGES = [Message("system", "Answer briefly."), Message("user", "Capital of France?")]
@@ -123,9 +119,11 @@ def test_a_non_json_event_is_a_clear_error(server: str) -> None:
 
 
 def test_load_generator_picks_the_http_backend(tmp_path: Path) -> None:
-    generator = load_generator("any-model", cache_dir=tmp_path, base_url="http://127.0.0.1:9/v1")
+    remote = Remote("http://127.0.0.1:9/v1", context_window=2048)
+    generator = load_generator("any-model", cache_dir=tmp_path, remote=remote)
     assert isinstance(generator, OpenAIGenerator) and generator.name == "any-model"
+    assert generator.context_window == 2048, "a given window is not asked of the server"
     with pytest.raises(ConfigError, match="adapter"):
-        load_generator("m", cache_dir=tmp_path, base_url="http://x/v1", adapter=tmp_path)
+        load_generator("m", cache_dir=tmp_path, remote=remote, adapter=tmp_path)
     with pytest.raises(ConfigError, match="http"):
         OpenAIGenerator("m", base_url="localhost:8000/v1")

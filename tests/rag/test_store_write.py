@@ -126,3 +126,15 @@ def test_the_vector_index_kind_is_converted_in_place(tmp_path: Path, kind: str) 
         query = FakeEmbedder().embed_batch(["document number 7 about topic 1"])[0]
         best = reader.get_chunks([reader.dense_search(query, 1)[0][0]])[0]
         assert best.doc_id == "d7.md"
+
+
+def test_a_writer_that_may_wait_gets_the_lock_when_the_other_lets_go(tmp_path: Path) -> None:
+    """What a server replica does: wait for the writer in another replica rather than fail."""
+    import threading
+
+    first = IndexWriter(tmp_path)
+    threading.Timer(0.3, first.release).start()
+    with IndexWriter(tmp_path, wait_s=60) as second:
+        assert second.live is None
+    with IndexWriter(tmp_path), pytest.raises(IndexLocked):
+        IndexWriter(tmp_path, wait_s=0.2)

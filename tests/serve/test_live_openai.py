@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.processes import stop, wait_until_ready
 from tests.serve.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,25 +44,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"rag serve exited:\n{(folder / 'server.log').read_text()}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("rag serve was not ready after 600 s")
-            time.sleep(0.5)
+        wait_until_ready(f"{url}/readyz", process, timeout_s=600, log=folder / "server.log")
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process, timeout_s=20)
         log.close()
 
 
