@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -122,10 +121,6 @@ def headline(name: str, out: Path) -> None:
 
 
 def main() -> None:
-    # Run as a script, this folder comes first on sys.path, and bench/ingest.py would shadow
-    # the ingest package that fetching and indexing import.
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     settings = load_settings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", default="squad,bank", help="comma-separated: squad, bank")

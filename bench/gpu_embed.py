@@ -10,7 +10,7 @@ about 256 tokens (the ingest default), mixing in-vocabulary words with words Wor
 Measured, per batch size: the tokenizer alone (chunks/s, tokens/s), the model alone on the
 pre-tokenized batches (host-to-device copy, forward, mean pooling, normalisation, copy back),
 and both in sequence as an embedder runs them; the slower of the first two binds. File reading
-and parsing are the ingest benchmark's part (``bench/ingest.py``). Imports only torch,
+and parsing are the ingest benchmark's part (``bench/ingestion.py``). Imports only torch,
 transformers, tokenizers. Run: ``PYTHONPATH=. python bench/gpu_embed.py --out embed.json``;
 ``--tiny`` runs a tiny encoder on the CPU (the tests use it).
 """

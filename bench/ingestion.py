@@ -1,7 +1,7 @@
 """Ingestion throughput against its floor: a bare `SentenceTransformer.encode` of the same chunks.
 
-    python bench/ingest.py [--corpus bank] [--device cpu|cuda] [--repeat N] [--json]
-    python bench/ingest.py --ray [--corpus bank]
+    python bench/ingestion.py [--corpus bank] [--device cpu|cuda] [--repeat N] [--json]
+    python bench/ingestion.py --ray [--corpus bank]
 
 Fetches the corpus (cached), loads the embedder once, warms it up, then times, interleaved,
 (1) a full `ingest_paths` into a fresh index and (2) `model.encode` over exactly the chunk texts
@@ -26,14 +26,9 @@ import json
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-# Run as `python bench/ingest.py`, this file's folder comes first on sys.path and its name would
-# shadow the `ingest` package it measures.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 
 def main() -> None:
