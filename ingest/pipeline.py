@@ -8,15 +8,17 @@ new index generation, so a crash leaves the index as it was before the run.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ingest.bounded import BoundedReader
 from ingest.chunker import ChunkerConfig, chunk_document
-from ingest.loaders import DEFAULT_MAX_BYTES, SourceFile, discover, load_file
-from rag.errors import ConfigError, InputError
+from ingest.loaders import FileLimits, SourceFile, discover
+from rag.errors import Cancelled, ConfigError, InputError
 from rag.models import DEFAULT_EMBEDDER
 from rag.store import DocumentInfo, read_documents
 from rag.store_layout import Manifest, not_found
@@ -82,7 +84,12 @@ class IngestOptions:
     vector_index: str | None = None
     #: The text field of JSON/JSONL records.
     json_field: str = "text"
-    max_file_bytes: int = DEFAULT_MAX_BYTES
+    #: What one file may cost (bytes, text, nesting, seconds, memory); past it, it fails.
+    limits: FileLimits = field(default_factory=FileLimits)
+    #: Put before every document id (uploads: ``uploads/``), so they cannot take a corpus id.
+    id_prefix: str = ""
+    #: Set by another thread to stop the run before it commits (the server: the client left).
+    stop: threading.Event | None = None
     #: Show a progress bar while embedding.
     progress: bool = False
     device: str | None = None
@@ -99,7 +106,13 @@ def ingest_paths(
     with ``embedder`` when given (else the one ``options`` names, loaded only if needed)."""
     started = time.perf_counter()
     index_dir = Path(index_dir)
-    files = discover([Path(p) for p in paths], options.include, options.exclude, skip=index_dir)
+    files = discover(
+        [Path(p) for p in paths],
+        options.include,
+        options.exclude,
+        skip=index_dir,
+        id_prefix=options.id_prefix,
+    )
     summary = IngestSummary(index=str(index_dir))
     name = embedder.name if embedder is not None else options.embedder_name
     with IndexWriter(index_dir) as writer:
@@ -107,7 +120,7 @@ def ingest_paths(
         manifest = _manifest(old, name, options)
         config = ChunkerConfig(manifest.chunk_tokens, manifest.chunk_overlap)
         stored = _stored_documents(index_dir) if old is not None else {}
-        documents = _load(files, options.json_field, options.max_file_bytes, summary)
+        documents = _load(files, options, summary)
         plan = _plan(files, documents, stored, options.prune)
         converting = old is not None and old.vector_index != manifest.vector_index
         if not (plan.new or plan.changed or plan.remove or converting or old is None):
@@ -128,12 +141,13 @@ def ingest_paths(
             assert embedder is not None
             chunked = [chunk_document(doc, embedder.count_tokens, config) for doc in todo]
             every_chunk = [c for chunks in chunked for c in chunks]
-            vectors = embed_chunks(embedder, every_chunk, options.progress)
+            vectors = embed_chunks(embedder, every_chunk, options.progress, options.stop)
             offset = 0
             for doc, chunks in zip(todo, chunked, strict=True):
                 writer.add_document(doc, chunks, vectors[offset : offset + len(chunks)])
                 offset += len(chunks)
             summary.embedded = offset
+        _check_stop(options.stop)
         writer.commit()
         summary.chunks = writer.chunk_total
     summary.added, summary.updated = len(plan.new), len(plan.changed)
@@ -164,7 +178,12 @@ def remove_documents(index_dir: Path, doc_ids: Sequence[str]) -> IngestSummary:
     return summary
 
 
-def embed_chunks(embedder: Embedder, chunks: Sequence[Chunk], progress: bool) -> np.ndarray:
+def embed_chunks(
+    embedder: Embedder,
+    chunks: Sequence[Chunk],
+    progress: bool,
+    stop: threading.Event | None = None,
+) -> np.ndarray:
     """Vectors for ``chunks`` in their order, embedded longest first in fixed-size batches.
 
     Sorting by length keeps padding (wasted model work) small, as sentence-transformers does
@@ -178,6 +197,7 @@ def embed_chunks(embedder: Embedder, chunks: Sequence[Chunk], progress: bool) ->
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     with tqdm(total=len(texts), unit="chunk", desc="embedding", disable=not progress) as bar:
         for start in range(0, len(order), EMBED_BATCH):
+            _check_stop(stop)
             batch = order[start : start + EMBED_BATCH]
             out[batch] = embedder.embed_batch([texts[i] for i in batch])
             bar.update(len(batch))
@@ -217,30 +237,37 @@ def _stored_documents(index_dir: Path) -> dict[str, DocumentInfo]:
     return {doc.id: doc for doc in read_documents(index_dir)}
 
 
+def _check_stop(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise Cancelled("ingestion stopped before it committed: its request went away")
+
+
 def _load(
-    files: Sequence[SourceFile], json_field: str, max_bytes: int, summary: IngestSummary
+    files: Sequence[SourceFile], options: IngestOptions, summary: IngestSummary
 ) -> dict[SourceFile, list[Document]]:
-    """Each readable file's documents; the others go to ``summary.failed`` with the reason."""
+    """Each readable file's documents, read within ``options.limits`` in a worker process; the
+    others go to ``summary.failed`` with the reason."""
     loaded: dict[SourceFile, list[Document]] = {}
     seen: dict[str, Path] = {}
-    for file in files:
-        try:
-            documents = load_file(file, json_field=json_field, max_bytes=max_bytes)
-        except InputError as error:
-            summary.failed.append((str(file.path), str(error)))
-            continue
-        clash = next((seen[d.id] for d in documents if d.id in seen), None)
-        if clash is not None:
-            summary.failed.append(
-                (
-                    str(file.path),
-                    f"duplicate document id {documents[0].id!r} (also {clash}); "
-                    "ingest the folders separately or their common parent",
+    with BoundedReader(options.limits, json_field=options.json_field, stop=options.stop) as reader:
+        for file in files:
+            try:
+                documents = reader.read(file)
+            except InputError as error:
+                summary.failed.append((str(file.path), str(error)))
+                continue
+            clash = next((seen[d.id] for d in documents if d.id in seen), None)
+            if clash is not None:
+                summary.failed.append(
+                    (
+                        str(file.path),
+                        f"duplicate document id {documents[0].id!r} (also {clash}); "
+                        "ingest the folders separately or their common parent",
+                    )
                 )
-            )
-            continue
-        seen.update({d.id: file.path for d in documents})
-        loaded[file] = documents
+                continue
+            seen.update({d.id: file.path for d in documents})
+            loaded[file] = documents
     return loaded
 
 

@@ -81,3 +81,10 @@ class GenerationError(RagError):
 
 class CorpusError(RagError):
     code = "corpus_error"
+
+
+class Cancelled(RagError):
+    """Work stopped on purpose: the client whose request started it went away."""
+
+    code = "cancelled"
+    http_status = 499

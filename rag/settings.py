@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from platformdirs import user_cache_dir
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +25,11 @@ class Settings(BaseSettings):
     embedder: str = "minilm"
     #: ``cuda``, ``cpu`` or empty for "CUDA when present".
     device: str = ""
+    #: What one ingested file may cost (`rag ingest` and uploads): its size in bytes, the
+    #: characters of text it yields, and the seconds it may take to read.
+    max_file_bytes: int = Field(default=50_000_000, ge=1)
+    max_file_chars: int = Field(default=5_000_000, ge=1)
+    max_file_seconds: float = Field(default=60.0, gt=0)
 
 
 def load_settings() -> Settings:
