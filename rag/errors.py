@@ -65,6 +65,12 @@ class InputError(RagError):
     """A file or question that cannot be used (unreadable, empty, too large, unsupported)."""
 
 
+class PromptTooLong(InputError):
+    """A question (the user's own text) too long for the prompt budget: OpenAI's code for it."""
+
+    code = "context_length_exceeded"
+
+
 class PromptError(RagError):
     """A template that does not render (a missing variable, an unknown template)."""
 

@@ -23,6 +23,8 @@ from serve.http_errors import ApiError
 from serve.limits import Limits
 
 if TYPE_CHECKING:
+    from ingest.loaders import FileLimits
+    from rag.generate.base import Generator
     from rag.pipeline import Pipeline
     from rag.store import Index
 
@@ -54,6 +56,8 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     concurrency: int = 1
     queue_size: int = 32
+    #: What one uploaded file may cost to read (bytes, text, seconds); None: the defaults.
+    file_limits: FileLimits | None = None
 
 
 class ServerState:
@@ -130,6 +134,13 @@ class ServerState:
             assert pipelines.adapter is not None  # variant() only offers it when loaded
             return pipelines.adapter
         return pipelines.base
+
+    def generator(self, variant: Variant) -> Generator:
+        """The generator that answers for ``variant`` (503 before the model is loaded)."""
+        pipelines = self.require_ready()
+        if variant.adapter and pipelines.adapter is not None:
+            return pipelines.adapter.generator
+        return pipelines.base.generator
 
     def index(self) -> Index | None:
         """The open index, reopened first if it changed on disk (blocking, like ``pipeline``)."""
