@@ -19,6 +19,8 @@ log = logging.getLogger("serve")
 
 def build_state(settings: ServeSettings) -> ServerState:
     """A state whose loader builds the pipelines `settings` describe (not loaded yet)."""
+    from ingest.loaders import FileLimits
+
     config = ServerConfig(
         index_dir=settings.index,
         model_name=settings.model,
@@ -29,7 +31,9 @@ def build_state(settings: ServeSettings) -> ServerState:
             max_messages=settings.max_messages,
             max_message_chars=settings.max_message_chars,
             max_new_tokens=settings.max_new_tokens,
+            max_prompt_tokens=settings.max_prompt_tokens,
         ),
+        file_limits=FileLimits.from_settings(settings),
         concurrency=settings.concurrency,
         queue_size=settings.queue_size,
     )
@@ -74,6 +78,7 @@ def run_server(settings: ServeSettings) -> None:
 
     from rag.store import Index
     from serve.app import create_app
+    from serve.protocol import HeaderTimeoutConfig
 
     Index.open(settings.index).close()  # fail now, with `rag ingest` in the message, if absent
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
@@ -86,8 +91,9 @@ def run_server(settings: ServeSettings) -> None:
         )
     state = build_state(settings)
     server = uvicorn.Server(
-        uvicorn.Config(
+        HeaderTimeoutConfig(
             create_app(state),
+            header_timeout=settings.header_timeout,
             host=settings.host,
             port=settings.port,
             log_level="info",
