@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import pytest
 from fastapi.testclient import TestClient
 
+from ingest.loaders import FileLimits
 from rag.examples import Example, ExampleBank
 from rag.generate.base import Delta, GenerationConfig, Generator
 from rag.pipeline import Pipeline
@@ -115,11 +116,14 @@ def make_state(
     queue_size: int = 8,
     adapter_generator: Generator | None = None,
     examples: Sequence[Example] = (),
+    embedder: FakeEmbedder | None = None,
+    file_limits: FileLimits | None = None,
 ) -> ServerState:
     generator = generator or ScriptedGenerator(script=cite_first)
 
     def load() -> Pipelines:
-        embedder = FakeEmbedder()
+        nonlocal embedder
+        embedder = embedder or FakeEmbedder()
         index = Index.open(index_dir) if index_dir is not None else None
 
         def pipeline(gen: Generator) -> Pipeline:
@@ -140,6 +144,7 @@ def make_state(
         limits=limits or Limits(),
         concurrency=concurrency,
         queue_size=queue_size,
+        file_limits=file_limits,
     )
     return ServerState(load, config)
 
@@ -177,13 +182,21 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(state: ServerState) -> Iterator[str]:
-    """The app under a real uvicorn on a free loopback port (in a thread); yields its URL."""
+def live_server(state: ServerState, *, header_timeout: float = 10.0) -> Iterator[str]:
+    """The app under a real uvicorn on a free loopback port (in a thread), with the header
+    timeout `rag serve` uses; yields its URL."""
     import uvicorn
 
+    from serve.protocol import HeaderTimeoutConfig
+
     port = free_port()
-    config = uvicorn.Config(
-        create_app(state), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    config = HeaderTimeoutConfig(
+        create_app(state),
+        header_timeout=header_timeout,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
