@@ -130,7 +130,10 @@ def _param(loc: Sequence[Any]) -> str | None:
 
 def describe_validation(errors: Sequence[Any]) -> tuple[str, str | None, str]:
     """A one-line message, the offending parameter and a code for pydantic's error list."""
-    first = dict(errors[0]) if errors else {}
+    # Our own validators' errors first: in a union (text or a list of parts) pydantic also
+    # reports that the text was not the other member, which says nothing useful.
+    ranked = sorted(errors, key=lambda e: dict(e).get("type") not in _OWN_CODES)
+    first = dict(ranked[0]) if ranked else {}
     if first.get("type") == "json_invalid":
         detail = (first.get("ctx") or {}).get("error", "invalid JSON")
         loc = [part for part in first.get("loc", ()) if part != "body"]

@@ -15,6 +15,11 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+# The dataclasses the routes serialize with asdict() describe themselves.
+from rag.store import DocumentInfo
+from rag.types import Timings
+from rag.variants import VariantConfig
+
 # -- answers -----------------------------------------------------------------------------------
 
 
@@ -67,15 +72,6 @@ class ScoredPassage(Passage):
     ranks: dict[str, int]
 
 
-class VariantInfo(BaseModel):
-    name: str
-    retrieval: bool
-    shots: int
-    k: int
-    adapter: bool
-    oracle: bool
-
-
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
@@ -113,22 +109,15 @@ class ChatCompletion(BaseModel):
     choices: list[Choice]
     usage: Usage
     sources: list[Source]
-    variant: VariantInfo
+    variant: VariantConfig
     refused: bool
     warnings: list[str]
     timings: CompletionTimings
 
 
-class Timings(BaseModel):
-    retrieve_ms: float
-    prompt_ms: float
-    first_token_ms: float | None
-    total_ms: float
-
-
 class AskAnswer(BaseModel):
     model: str
-    variant: VariantInfo
+    variant: VariantConfig
     answer: str
     refused: bool
     citations: list[Source]
@@ -147,16 +136,6 @@ class SearchResults(BaseModel):
     query: str
     hits: list[ScoredPassage]
     retrieve_ms: float
-
-
-class DocumentInfo(BaseModel):
-    id: str
-    source: str
-    title: str
-    content_hash: str
-    chunks: int
-    metadata: dict[str, Any]
-    ingested_at: str
 
 
 class DocumentList(BaseModel):

@@ -206,6 +206,16 @@ _ACCEPTS: dict[str, Callable[[Any], bool]] = {
 }
 
 
+def _refused(
+    name: str, schema: dict[str, Any], *, ge: float | None = None, le: float | None = None
+) -> Any:
+    """A declared OpenAI parameter of which this server implements only the values ``schema``
+    allows (what the OpenAPI document shows); `ChatRequest._implemented` refuses the others."""
+    return Field(
+        default=None, ge=ge, le=le, description=_NOT_IMPLEMENTED[name], json_schema_extra=schema
+    )
+
+
 class ChatRequest(AnswerSettings):
     """OpenAI's chat completion request: the fields this server honours, and the ones it refuses
     (400 ``unsupported_parameter``) rather than ignore."""
@@ -217,63 +227,21 @@ class ChatRequest(AnswerSettings):
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     stop: Text | list[Text] | None = Field(default=None, max_length=4)
-    n: int | None = Field(
-        default=None, ge=1, description=_NOT_IMPLEMENTED["n"], json_schema_extra={"maximum": 1}
+    n: int | None = _refused("n", {"maximum": 1}, ge=1)
+    tools: list[Any] | None = _refused("tools", {"maxItems": 0})
+    tool_choice: Any = _refused("tool_choice", {"enum": ["none", None]})
+    functions: list[Any] | None = _refused("functions", {"maxItems": 0})
+    function_call: Any = _refused("function_call", {"enum": ["none", None]})
+    response_format: dict[str, Any] | None = _refused(
+        "response_format", {"properties": {"type": {"const": "text"}}, "required": ["type"]}
     )
-    tools: list[Any] | None = Field(
-        default=None, description=_NOT_IMPLEMENTED["tools"], json_schema_extra={"maxItems": 0}
+    logprobs: bool | None = _refused("logprobs", {"enum": [False, None]})
+    top_logprobs: int | None = _refused("top_logprobs", {"maximum": 0}, ge=0, le=20)
+    presence_penalty: float | None = _refused("presence_penalty", {"enum": [0, None]}, ge=-2, le=2)
+    frequency_penalty: float | None = _refused(
+        "frequency_penalty", {"enum": [0, None]}, ge=-2, le=2
     )
-    tool_choice: Any = Field(
-        default=None,
-        description=_NOT_IMPLEMENTED["tool_choice"],
-        json_schema_extra={"enum": ["none", None]},
-    )
-    functions: list[Any] | None = Field(
-        default=None, description=_NOT_IMPLEMENTED["functions"], json_schema_extra={"maxItems": 0}
-    )
-    function_call: Any = Field(
-        default=None,
-        description=_NOT_IMPLEMENTED["function_call"],
-        json_schema_extra={"enum": ["none", None]},
-    )
-    response_format: dict[str, Any] | None = Field(
-        default=None,
-        description=_NOT_IMPLEMENTED["response_format"],
-        json_schema_extra={"properties": {"type": {"const": "text"}}, "required": ["type"]},
-    )
-    logprobs: bool | None = Field(
-        default=None,
-        description=_NOT_IMPLEMENTED["logprobs"],
-        json_schema_extra={"enum": [False, None]},
-    )
-    top_logprobs: int | None = Field(
-        default=None,
-        ge=0,
-        le=20,
-        description=_NOT_IMPLEMENTED["top_logprobs"],
-        json_schema_extra={"maximum": 0},
-    )
-    presence_penalty: float | None = Field(
-        default=None,
-        ge=-2.0,
-        le=2.0,
-        description=_NOT_IMPLEMENTED["presence_penalty"],
-        json_schema_extra={"enum": [0, None]},
-        allow_inf_nan=False,
-    )
-    frequency_penalty: float | None = Field(
-        default=None,
-        ge=-2.0,
-        le=2.0,
-        description=_NOT_IMPLEMENTED["frequency_penalty"],
-        json_schema_extra={"enum": [0, None]},
-        allow_inf_nan=False,
-    )
-    logit_bias: dict[str, Any] | None = Field(
-        default=None,
-        description=_NOT_IMPLEMENTED["logit_bias"],
-        json_schema_extra={"maxProperties": 0},
-    )
+    logit_bias: dict[str, Any] | None = _refused("logit_bias", {"maxProperties": 0})
 
     @field_validator(*_NOT_IMPLEMENTED)
     @classmethod

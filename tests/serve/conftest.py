@@ -212,3 +212,52 @@ def live_server(state: ServerState, *, header_timeout: float = 10.0) -> Iterator
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def rag_serve(
+    folder: Path, index: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """`rag serve` as a user runs it: a subprocess on a free loopback port, its log in
+    ``folder/server.log``; yields its URL once `/readyz` says ready. ``RAG_TEST_CACHE`` reuses
+    converted models between runs."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    shared = os.environ.get("RAG_TEST_CACHE")
+    cache = Path(shared) if shared else folder / "cache"
+    port = free_port()
+    environment = {**os.environ, "RAG_CACHE_DIR": str(cache), **(env or {})}
+    command = [sys.executable, "-m", "rag.cli", "serve", "--index", str(index)]
+    command += ["--port", str(port), *args]
+    log = (folder / "server.log").open("w")
+    # cwd outside the repository, so no stray .env is read.
+    process = subprocess.Popen(command, cwd=folder, env=environment, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"rag serve exited:\n{(folder / 'server.log').read_text()}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("rag serve was not ready after 600 s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
