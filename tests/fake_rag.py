@@ -15,7 +15,6 @@ import rag.embed
 import rag.generate
 from rag.cli import main
 from tests.fakes import FakeEmbedder, ScriptedGenerator
-from tests.serve.conftest import cite_first
 
 _load_embedder = rag.embed.load_embedder
 _load_generator = rag.generate.load_generator

@@ -8,13 +8,16 @@ stdout), for the note that reports them.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -112,3 +115,107 @@ def test_the_document_says_400_not_422(server: tuple[str, dict]) -> None:
             assert "400" in operation["responses"], (method, path)
     query = document["components"]["schemas"]["SearchRequest"]["properties"]["query"]
     assert query["minLength"] == 1 and query["pattern"] == r"\S"
+
+
+# -- Hypothesis over what Schemathesis cannot reach ------------------------------------------------
+# Its multipart uploads carry no usable file name (every one is a 400), and its strings never
+# hold a lone surrogate.
+
+SEEDS = {
+    ".md": b"# Title\n\nSome text under it.\n\n## More\n\n- a list\n",
+    ".html": b"<html><head><title>T</title></head><body><main><h1>H</h1><p>x</p></main></body>",
+    ".json": b'[{"id": "a", "title": "A", "text": "alpha"}, {"text": "beta"}]',
+    ".jsonl": b'{"text": "one"}\n{"text": "two"}\n',
+    ".txt": b"plain text\nover lines\n",
+}
+
+
+def seeds() -> dict[str, bytes]:
+    from tests.ingest.hostile_files import plain_docx
+    from tests.ingest.ingest_files import make_pdf
+
+    return {**SEEDS, ".docx": plain_docx(), ".pdf": make_pdf(["Page one", "Page two"])}
+
+
+@st.composite
+def mangled(draw: st.DrawFn) -> tuple[str, bytes]:
+    """A file of a kind the server reads: random bytes, or a valid one cut, spliced or
+    overwritten at random places."""
+    suffix = draw(st.sampled_from(sorted(seeds())))
+    data = bytearray(seeds()[suffix])
+    if draw(st.booleans()):
+        data = bytearray(draw(st.binary(min_size=1, max_size=4096)))
+    for _ in range(draw(st.integers(0, 6))):
+        at = draw(st.integers(0, max(0, len(data) - 1)))
+        action = draw(st.sampled_from(["cut", "splice", "overwrite"]))
+        noise = draw(st.binary(min_size=1, max_size=64))
+        if action == "cut":
+            del data[at:]
+        elif action == "splice":
+            data[at:at] = noise
+        else:
+            data[at : at + len(noise)] = noise
+    return f"fuzz{suffix}", bytes(data) or b"x"
+
+
+def test_mangled_uploads_are_ingested_or_refused_never_5xx(
+    server: tuple[str, dict], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    url, _ = server
+    statuses: Counter[int] = Counter()
+    with httpx.Client(base_url=url, timeout=TIMEOUT_S) as client:
+
+        @given(upload=mangled())
+        @settings(max_examples=40, deadline=None, database=None, derandomize=True)
+        def send(upload: tuple[str, bytes]) -> None:
+            response = client.post("/v1/documents", files=[("files", upload)])
+            statuses[response.status_code] += 1
+            assert response.status_code in (201, 400), response.text
+            if response.status_code == 400:
+                assert response.json()["error"]["code"] in ("unreadable_file", "empty_file")
+
+        send()
+    record_volumes(
+        tmp_path_factory,
+        "fuzz-uploads",
+        {"requests": sum(statuses.values()), "statuses": dict(statuses)},
+    )
+    assert not any(status >= 500 for status in statuses)
+
+
+def text_with_surrogates() -> st.SearchStrategy[str]:
+    lone = st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"])
+    return st.one_of(st.text(max_size=200), st.tuples(st.text(max_size=50), lone).map("".join))
+
+
+def test_any_text_in_any_field_is_answered_never_5xx(
+    server: tuple[str, dict], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    url, _ = server
+    statuses: Counter[int] = Counter()
+    routes = {
+        "/v1/search": lambda t: {"query": t, "source_glob": t[:20] or None},
+        "/v1/ask": lambda t: {"question": t, "model": t[:10] or None, "max_tokens": 4},
+        "/v1/chat/completions": lambda t: {
+            "messages": [{"role": "user", "content": t}],
+            "stop": [t[:5] or "x"],
+            "max_tokens": 4,
+        },
+    }
+    with httpx.Client(base_url=url, timeout=TIMEOUT_S) as client:
+
+        @given(route=st.sampled_from(sorted(routes)), text=text_with_surrogates())
+        @settings(max_examples=60, deadline=None, database=None, derandomize=True)
+        def send(route: str, text: str) -> None:
+            body = json.dumps(routes[route](text))  # lone surrogates travel as \ud800 escapes
+            headers = {"Content-Type": "application/json"}
+            response = client.post(route, content=body, headers=headers)
+            statuses[response.status_code] += 1
+            assert response.status_code < 500, response.text
+
+        send()
+    record_volumes(
+        tmp_path_factory,
+        "fuzz-text",
+        {"requests": sum(statuses.values()), "statuses": dict(statuses)},
+    )
