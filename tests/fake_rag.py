@@ -24,16 +24,16 @@ def load_embedder(name_or_path: str = "minilm", device: str | None = None) -> An
     return FakeEmbedder() if name_or_path == "fake" else _load_embedder(name_or_path, device)
 
 
-def load_generator(name: str, **kwargs: Any) -> Any:
-    return (
-        ScriptedGenerator(script=cite_first)
-        if name == "scripted"
-        else _load_generator(name, **kwargs)
-    )
+def load_generator(name_or_path: str, **kwargs: Any) -> Any:
+    if name_or_path == "scripted":
+        from tests.serve.conftest import cite_first  # fastapi and friends: only for `serve`
+
+        return ScriptedGenerator(script=cite_first)
+    return _load_generator(name_or_path, **kwargs)
 
 
 rag.embed.load_embedder = load_embedder
-rag.generate.load_generator = load_generator  # type: ignore[assignment]
+rag.generate.load_generator = load_generator
 
 if __name__ == "__main__":
     main()
