@@ -27,7 +27,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from ingest.loaders import FileLimits, SourceFile, load_file
+from ingest.file_limits import FileLimits
+from ingest.loaders import SourceFile, load_file
 from rag.errors import Cancelled, InputError
 from rag.types import Document
 

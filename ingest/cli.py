@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
     ) -> None:
         """Index documents: load, chunk, embed and store them, incrementally and crash-safely."""
-        from ingest.loaders import FileLimits
+        from ingest.file_limits import FileLimits
         from ingest.pipeline import IngestOptions, ingest_paths
         from rag.settings import load_settings
 

@@ -4,10 +4,10 @@ Every loader returns plain text in which headings are Markdown ATX lines (``## T
 the source format, so the chunker has one structure to follow. A file that cannot be used raises
 ``InputError`` whose message is the reason shown in the ingest summary; the batch goes on.
 
-A file is hostile input: `FileLimits` bounds what one file may cost (its bytes, the bytes a DOCX
-inflates to, JSON nesting, the characters of text it yields), and whatever a parser raises on a
-broken file becomes an ``InputError`` naming the file's kind. The time and memory a file may take
-are bounded where it is read, in a worker process (`ingest.bounded`).
+A file is hostile input: loaders keep to `ingest.file_limits.FileLimits` (its bytes, the bytes a
+DOCX inflates to, JSON nesting, the characters of text it yields), and whatever a parser raises
+on a broken file becomes an ``InputError`` naming the file's kind. The time and memory a file may
+take are bounded where it is read, in a worker process (`ingest.bounded`).
 """
 
 from __future__ import annotations
@@ -19,60 +19,22 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ingest.file_limits import (
+    FileLimits,
+    TextBudget,
+    check_inflated,
+    json_depth_over,
+    valid_text,
+)
 from rag.errors import InputError
 from rag.types import Document
-
-if TYPE_CHECKING:
-    from rag.settings import Settings
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*\n", re.S)
 # No lazy group before an optional tail: `(.+?)[ \t#]*$` backtracks quadratically on a long line
 # of "# # # ...", so the closing hashes are stripped in Python instead.
 _ATX_HEADING = re.compile(r"^#{1,6}[ \t]+(.+)$", re.M)
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_BRACES = str.maketrans("{}", "[]")
-
-
-@dataclass(frozen=True)
-class FileLimits:
-    """What one file may cost; a file past any bound fails, with the bound in its reason.
-
-    ``max_chars`` bounds the text a file yields, and so the chunking and embedding it costs;
-    ``seconds`` and ``memory_bytes`` bound reading it (enforced by `ingest.bounded`).
-    """
-
-    #: The file's size on disk.
-    max_bytes: int = 50_000_000
-    #: Characters of text extracted from one file (all its records together).
-    max_chars: int = 5_000_000
-    #: Bytes the parts of a DOCX (a zip) inflate to, all together.
-    max_inflated_bytes: int = 100_000_000
-    #: Nesting of JSON arrays and objects (XML parsers stop at 256 levels on their own).
-    max_depth: int = 100
-    #: Wall-clock seconds to read one file.
-    seconds: float = 60.0
-    #: Address space of the process that reads the files.
-    memory_bytes: int = 2 << 30
-
-    def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_chars", "max_inflated_bytes", "max_depth", "memory_bytes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.seconds > 0:
-            raise ValueError(f"seconds must be > 0, got {self.seconds}")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> FileLimits:
-        """The limits `RAG_MAX_FILE_BYTES`, `_CHARS` and `_SECONDS` set (the CLI and the server)."""
-        return cls(
-            max_bytes=settings.max_file_bytes,
-            max_chars=settings.max_file_chars,
-            seconds=settings.max_file_seconds,
-        )
 
 
 _RST_ADORNMENT = re.compile(r"^([=\-~^\"'`#*+:.])\1{2,}[ \t]*$")
@@ -186,12 +148,6 @@ def _first_heading(text: str) -> str | None:
     return heading_title(match.group(1)).strip() if match else None
 
 
-def valid_text(text: str) -> str:
-    """``text`` with lone UTF-16 surrogates (JSON ``"\\ud800"``, broken PDF strings) replaced by
-    U+FFFD: they cannot be stored as UTF-8."""
-    return _LONE_SURROGATE.sub("\ufffd", text)
-
-
 def _document(file: SourceFile, text: str, title: str | None, **metadata: Any) -> Document:
     return Document(
         id=file.doc_id,
@@ -200,27 +156,6 @@ def _document(file: SourceFile, text: str, title: str | None, **metadata: Any) -
         text=_require_text(valid_text(text)),
         metadata=metadata,
     )
-
-
-class _TextBudget:
-    """Counts the characters a loader extracts and stops it as soon as they pass the limit,
-    before a decompression bomb's text is all in memory."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def take(self, text: str) -> str:
-        self.count(len(text))
-        return text
-
-    def count(self, chars: int) -> None:
-        self.used += chars
-        if self.used > self.limit:
-            raise InputError(
-                f"too much text: more than {self.limit:,} characters (the per-file limit; "
-                "split the file, or raise RAG_MAX_FILE_CHARS)"
-            )
 
 
 # -- one loader per format -------------------------------------------------------------------------
@@ -346,7 +281,7 @@ def load_pdf(file: SourceFile, data: bytes, limits: FileLimits) -> list[Document
     reader = PdfReader(io.BytesIO(data))
     if reader.is_encrypted:
         raise InputError("encrypted PDF: decrypt it first")
-    budget = _TextBudget(limits.max_chars)
+    budget = TextBudget(limits.max_chars)
     pages = [budget.take((page.extract_text() or "").strip()) for page in reader.pages]
     info_title = reader.metadata.title if reader.metadata else None
     if not any(pages):
@@ -377,12 +312,12 @@ def load_docx(file: SourceFile, data: bytes, limits: FileLimits) -> list[Documen
     import docx
     from docx.table import Table
 
-    _check_inflated(data, limits.max_inflated_bytes)
+    check_inflated(data, limits.max_inflated_bytes)
     document = docx.Document(io.BytesIO(data))
     blocks = list(document.iter_inner_content())
     # Under a Title paragraph, "Heading 1" is the second level.
     shift = int(any(_style(b) == "Title" for b in blocks if not isinstance(b, Table)))
-    budget = _TextBudget(limits.max_chars)
+    budget = TextBudget(limits.max_chars)
     lines: list[str] = []
     for block in blocks:
         if isinstance(block, Table):
@@ -396,21 +331,6 @@ def load_docx(file: SourceFile, data: bytes, limits: FileLimits) -> list[Documen
         lines.append("")
     title = document.core_properties.title or None
     return [_document(file, _tidy("\n".join(lines)), title, format="docx")]
-
-
-def _check_inflated(data: bytes, limit: int) -> None:
-    """Refuse a zip whose parts declare more than ``limit`` bytes, before any is inflated
-    (zipfile never inflates a part past its declared size: a lie fails the CRC instead)."""
-    import io
-    import zipfile
-
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        inflated = sum(info.file_size for info in archive.infolist())
-    if inflated > limit:
-        raise InputError(
-            f"inflates to {inflated:,} bytes (limit {limit:,}): a decompression bomb, or a "
-            "document too large to index as one file"
-        )
 
 
 def _style(paragraph: Any) -> str:
@@ -441,7 +361,7 @@ def load_json(
         parsed = _parse_json(raw, "file", limits.max_depth)
         items = parsed if isinstance(parsed, list) else [parsed]
         records = list(enumerate(items, start=1))
-    budget = _TextBudget(limits.max_chars)
+    budget = TextBudget(limits.max_chars)
     documents = []
     for number, record in records:
         if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
@@ -472,24 +392,13 @@ def load_json(
 
 
 def _parse_json(text: str, where: str, max_depth: int) -> Any:
-    if _json_depth_over(text, max_depth):
+    if json_depth_over(text, max_depth):
         raise InputError(f"JSON nested more than {max_depth} levels deep ({where})")
     try:
         return json.loads(text)
     except ValueError as error:  # JSONDecodeError, and integers longer than Python converts
         detail = str(error).split("; use sys.set_int_max_str_digits()")[0]
         raise InputError(f"corrupt JSON ({where}): {detail}") from None
-
-
-def _json_depth_over(text: str, limit: int) -> bool:
-    """Whether brackets outside strings nest deeper than ``limit``, in C-speed passes: each pass
-    deletes every innermost ``[]`` pair, so a pair left after ``limit`` passes is deeper."""
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)).translate(_BRACES)
-    for _ in range(limit):
-        if "[]" not in brackets:
-            return False
-        brackets = brackets.replace("[]", "")
-    return "[]" in brackets
 
 
 _LOADERS: dict[str, Callable[[SourceFile, bytes, FileLimits], list[Document]]] = {
@@ -536,5 +445,5 @@ def load_file(
     except Exception as error:
         detail = str(error).strip() or type(error).__name__
         raise InputError(f"corrupt {kind}: {detail[:300]}") from None
-    _TextBudget(limits.max_chars).count(sum(len(d.text) for d in documents))
+    TextBudget(limits.max_chars).count(sum(len(d.text) for d in documents))
     return documents

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ingest.bounded import BoundedReader
 from ingest.chunker import ChunkerConfig, chunk_document
-from ingest.loaders import FileLimits, SourceFile, discover
+from ingest.file_limits import FileLimits
+from ingest.loaders import SourceFile, discover
 from rag.errors import Cancelled, ConfigError, InputError
 from rag.models import DEFAULT_EMBEDDER
 from rag.store import DocumentInfo, read_documents

@@ -19,7 +19,7 @@ log = logging.getLogger("serve")
 
 def build_state(settings: ServeSettings) -> ServerState:
     """A state whose loader builds the pipelines `settings` describe (not loaded yet)."""
-    from ingest.loaders import FileLimits
+    from ingest.file_limits import FileLimits
 
     config = ServerConfig(
         index_dir=settings.index,

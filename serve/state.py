@@ -23,7 +23,7 @@ from serve.http_errors import ApiError
 from serve.limits import Limits
 
 if TYPE_CHECKING:
-    from ingest.loaders import FileLimits
+    from ingest.file_limits import FileLimits
     from rag.generate.base import Generator
     from rag.pipeline import Pipeline
     from rag.store import Index

@@ -47,7 +47,7 @@ from rag.errors import IndexLocked, IndexNotFound
 from serve.http_errors import ApiError
 
 if TYPE_CHECKING:
-    from ingest.loaders import FileLimits
+    from ingest.file_limits import FileLimits
     from ingest.pipeline import IngestSummary
     from rag.embed import Embedder
 
@@ -263,7 +263,7 @@ def _store_and_ingest(
 
     Runs in a worker thread, holding both locks.
     """
-    from ingest.loaders import FileLimits
+    from ingest.file_limits import FileLimits
     from ingest.pipeline import IngestOptions, ingest_paths
 
     folder = uploads_dir(index_dir)

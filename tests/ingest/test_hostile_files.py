@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from ingest.bounded import BoundedReader
-from ingest.loaders import FileLimits, SourceFile
+from ingest.file_limits import FileLimits
+from ingest.loaders import SourceFile
 from ingest.pipeline import IngestOptions, ingest_paths
 from rag.errors import Cancelled, InputError
 from rag.store import Index

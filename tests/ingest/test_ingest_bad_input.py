@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingest.loaders import FileLimits
+from ingest.file_limits import FileLimits
 from ingest.pipeline import IngestOptions, ingest_paths
 from rag.store import Index
 from tests.fakes import FakeEmbedder

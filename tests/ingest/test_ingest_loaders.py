@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.loaders import FileLimits, SourceFile, discover, load_file
+from ingest.file_limits import FileLimits
+from ingest.loaders import SourceFile, discover, load_file
 from rag.errors import InputError
 from tests.ingest.ingest_files import make_docx, make_pdf
 

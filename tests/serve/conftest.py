@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import pytest
 from fastapi.testclient import TestClient
 
-from ingest.loaders import FileLimits
+from ingest.file_limits import FileLimits
 from rag.examples import Example, ExampleBank
 from rag.generate.base import Delta, GenerationConfig, Generator
 from rag.pipeline import Pipeline

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ingest.loaders import FileLimits
+from ingest.file_limits import FileLimits
 from rag.generate.base import GenerationConfig
 from rag.types import Message
 from tests.fakes import FakeEmbedder, ScriptedGenerator

@@ -43,6 +43,8 @@ class Sent:
     name: str
     version: str
     acknowledged: bool = False
+    #: When its answer came (None: never, the server was killed first).
+    answered: float | None = None
 
 
 @dataclass
@@ -55,13 +57,15 @@ class Ledger:
     refused: int = 0
 
     def versions_allowed(self, name: str) -> set[str] | None:
-        """The versions ``name`` may be at: from its last acknowledged one on (None: never
-        acknowledged, so anything or nothing)."""
+        """The versions ``name`` may be at: the last acknowledged one, or one whose request was
+        still open when that answer came (two clients race; the server commits before it
+        answers). None: never acknowledged, so anything or nothing."""
         mine = [s for s in self.sent if s.name == name]
-        acked = [i for i, s in enumerate(mine) if s.acknowledged]
+        acked = [s.answered for s in mine if s.acknowledged and s.answered is not None]
         if not acked:
             return None
-        return {s.version for s in mine[acked[-1] :]}
+        last = max(acked)
+        return {s.version for s in mine if s.answered is None or s.answered >= last}
 
 
 @contextmanager
@@ -105,6 +109,7 @@ def uploader(url: str, ledger: Ledger, chance: random.Random, stop: threading.Ev
                 ledger.sent.append(record)
             try:
                 response = client.post("/v1/documents", files=[("files", (name, data))])
+                record.answered = time.monotonic()
             except httpx.TransportError:
                 with ledger.lock:
                     ledger.unanswered += 1
@@ -131,6 +136,7 @@ def audit(index_dir: Path, ledger: Ledger) -> dict[str, int]:
         source = sources.get(f"uploads/{name}")
         if allowed is not None and (source is None or Path(source).parent.name not in allowed):
             lost += 1
+            print(f"LOST {name}: at {source}, allowed {allowed}")
     return {
         "tmp_folders": len(list(index_dir.glob("tmp-*"))),
         "orphan_uploads": len(files - referenced),
