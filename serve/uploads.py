@@ -361,7 +361,8 @@ def recover_uploads(index_dir: Path) -> list[str]:
     from rag.store_write import IndexWriter, WriterLock
 
     removed: list[str] = []
-    with contextlib.suppress(IndexLocked):
+    # IndexLocked: a writer is at work and cleans up itself; OSError: a read-only index folder.
+    with contextlib.suppress(IndexLocked, OSError):
         staging = {p.name for p in Path(index_dir).glob("tmp-*")}
         IndexWriter(index_dir).release()  # taking the writer's lock clears tmp-* leftovers
         removed += sorted(staging)
@@ -370,7 +371,7 @@ def recover_uploads(index_dir: Path) -> list[str]:
         return removed
     try:
         lock = WriterLock(folder)
-    except IndexLocked:
+    except (IndexLocked, OSError):
         return removed
     try:
         try:
