@@ -172,7 +172,10 @@ def _serve(fd: int, memory_bytes: int, parent: int) -> None:
             reply = {"error": str(error)}
         except MemoryError:
             reply = {"error": f"needs more than {memory_bytes >> 20} MiB of memory to read"}
-        conn.send_bytes(json.dumps(reply, ensure_ascii=False).encode())
+        try:
+            conn.send_bytes(json.dumps(reply, ensure_ascii=False).encode())
+        except OSError:  # the parent died (its pipe closes before its death signal arrives)
+            return
 
 
 def _fields(document: Document) -> dict[str, Any]:
