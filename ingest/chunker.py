@@ -15,10 +15,11 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from ingest.loaders import heading_title
 from rag.errors import ConfigError
 from rag.types import Chunk, Document
 
-_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+)$")  # no lazy group: see ingest.loaders
 _FENCE = re.compile(r"^[ \t]*(```|~~~)")
 _LIST_LINE = re.compile(r"^[ \t]*([-*+•|]|\d+[.)])[ \t]")
 # A sentence ends at . ! or ? (optionally closed by a quote or bracket) followed by whitespace.
@@ -134,7 +135,8 @@ def _pieces(document: Document, count: Callable[[str], int], budget: int) -> lis
         if level:
             stack = [(lvl, title) for lvl, title in stack if lvl < level]
             match = _HEADING.match(text[start:end].strip())
-            stack.append((level, match.group(2).strip() if match else text[start:end]))
+            title = heading_title(match.group(2)).strip() if match else text[start:end]
+            stack.append((level, title))
         headings = tuple(title for _, title in stack)
         tokens = count(text[start:end])
         if level or tokens <= budget:

@@ -78,6 +78,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
     ) -> None:
         """Index documents: load, chunk, embed and store them, incrementally and crash-safely."""
+        from ingest.file_limits import FileLimits
         from ingest.pipeline import IngestOptions, ingest_paths
         from rag.settings import load_settings
 
@@ -92,6 +93,7 @@ def register(app: typer.Typer) -> None:
             chunk_overlap=overlap,
             vector_index=vector_index,
             json_field=json_field,
+            limits=FileLimits.from_settings(settings),
             progress=not as_json,
             device=settings.device or None,
         )

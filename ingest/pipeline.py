@@ -8,15 +8,18 @@ new index generation, so a crash leaves the index as it was before the run.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ingest.bounded import BoundedReader
 from ingest.chunker import ChunkerConfig, chunk_document
-from ingest.loaders import DEFAULT_MAX_BYTES, SourceFile, discover, load_file
-from rag.errors import ConfigError, InputError
+from ingest.file_limits import FileLimits
+from ingest.loaders import SourceFile, discover
+from rag.errors import Cancelled, ConfigError, InputError
 from rag.models import DEFAULT_EMBEDDER
 from rag.store import DocumentInfo, read_documents
 from rag.store_layout import Manifest, not_found
@@ -84,7 +87,12 @@ class IngestOptions:
     vector_index: str | None = None
     #: The text field of JSON/JSONL records.
     json_field: str = "text"
-    max_file_bytes: int = DEFAULT_MAX_BYTES
+    #: What one file may cost (bytes, text, nesting, seconds, memory); past it, it fails.
+    limits: FileLimits = field(default_factory=FileLimits)
+    #: Put before every document id (uploads: ``uploads/``), so they cannot take a corpus id.
+    id_prefix: str = ""
+    #: Set by another thread to stop the run before it commits (the server: the client left).
+    stop: threading.Event | None = None
     #: Show a progress bar while embedding.
     progress: bool = False
     device: str | None = None
@@ -129,13 +137,16 @@ class IngestWorkers(Protocol):
 class LocalWorkers:
     """Everything in this process, with ``embedder`` or the one named (loaded on demand)."""
 
-    def __init__(self, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self, embedder: Embedder | None = None, stop: threading.Event | None = None
+    ) -> None:
         self.embedder = embedder
+        self.stop = stop
 
     def load(
         self, files: Sequence[SourceFile], options: IngestOptions, stored: Mapping[str, str]
     ) -> list[LoadOutcome]:
-        return [load_outcome(f, options) for f in files]
+        return load_outcomes(files, options)
 
     def prepare(self, name: str, options: IngestOptions) -> EmbedderFacts:
         self.embedder = self.embedder or _load_embedder(name, options.device)
@@ -146,22 +157,32 @@ class LocalWorkers:
         self, documents: Sequence[Document], config: ChunkerConfig, progress: bool
     ) -> list[tuple[list[Chunk], np.ndarray]]:
         assert self.embedder is not None  # prepare() loaded it
-        return chunk_and_embed(self.embedder, documents, config, progress)
+        return chunk_and_embed(self.embedder, documents, config, progress, self.stop)
 
 
-def load_outcome(file: SourceFile, options: IngestOptions) -> LoadOutcome:
-    try:
-        return load_file(file, json_field=options.json_field, max_bytes=options.max_file_bytes)
-    except InputError as error:
-        return str(error)
+def load_outcomes(files: Sequence[SourceFile], options: IngestOptions) -> list[LoadOutcome]:
+    """Each file's documents, read within ``options.limits`` in a worker process (so a
+    hostile file's time and memory are bounded), or the reason it was skipped."""
+    outcomes: list[LoadOutcome] = []
+    with BoundedReader(options.limits, json_field=options.json_field, stop=options.stop) as reader:
+        for file in files:
+            try:
+                outcomes.append(reader.read(file))
+            except InputError as error:
+                outcomes.append(str(error))
+    return outcomes
 
 
 def chunk_and_embed(
-    embedder: Embedder, documents: Sequence[Document], config: ChunkerConfig, progress: bool
+    embedder: Embedder,
+    documents: Sequence[Document],
+    config: ChunkerConfig,
+    progress: bool,
+    stop: threading.Event | None = None,
 ) -> list[tuple[list[Chunk], np.ndarray]]:
     """Each document's chunks and their vectors, embedded together in length-sorted batches."""
     chunked = [chunk_document(doc, embedder.count_tokens, config) for doc in documents]
-    vectors = embed_chunks(embedder, [c for chunks in chunked for c in chunks], progress)
+    vectors = embed_chunks(embedder, [c for chunks in chunked for c in chunks], progress, stop)
     out, offset = [], 0
     for chunks in chunked:
         out.append((chunks, vectors[offset : offset + len(chunks)]))
@@ -185,10 +206,16 @@ def ingest_paths(
     """
     started = time.perf_counter()
     index_dir = Path(index_dir)
-    files = discover([Path(p) for p in paths], options.include, options.exclude, skip=index_dir)
+    files = discover(
+        [Path(p) for p in paths],
+        options.include,
+        options.exclude,
+        skip=index_dir,
+        id_prefix=options.id_prefix,
+    )
     summary = IngestSummary(index=str(index_dir))
     name = embedder.name if embedder is not None else options.embedder_name
-    workers = workers or LocalWorkers(embedder)
+    workers = workers or LocalWorkers(embedder, options.stop)
     with IndexWriter(index_dir, wait_s=options.lock_wait_s) as writer:
         old = None if options.reindex else writer.manifest
         manifest = _manifest(old, name, options)
@@ -218,6 +245,7 @@ def ingest_paths(
             ):
                 writer.add_document(doc, chunks, vectors)
                 summary.embedded += len(chunks)
+        _check_stop(options.stop)
         writer.commit()
         summary.chunks = writer.chunk_total
     summary.added, summary.updated = len(plan.new), len(plan.changed)
@@ -250,7 +278,12 @@ def remove_documents(
     return summary
 
 
-def embed_chunks(embedder: Embedder, chunks: Sequence[Chunk], progress: bool) -> np.ndarray:
+def embed_chunks(
+    embedder: Embedder,
+    chunks: Sequence[Chunk],
+    progress: bool,
+    stop: threading.Event | None = None,
+) -> np.ndarray:
     """Vectors for ``chunks`` in their order, embedded longest first in fixed-size batches.
 
     Sorting by length keeps padding (wasted model work) small, as sentence-transformers does
@@ -264,10 +297,16 @@ def embed_chunks(embedder: Embedder, chunks: Sequence[Chunk], progress: bool) ->
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     with tqdm(total=len(texts), unit="chunk", desc="embedding", disable=not progress) as bar:
         for start in range(0, len(order), EMBED_BATCH):
+            _check_stop(stop)
             batch = order[start : start + EMBED_BATCH]
             out[batch] = embedder.embed_batch([texts[i] for i in batch])
             bar.update(len(batch))
     return out
+
+
+def _check_stop(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise Cancelled("ingestion stopped before it committed: its request went away")
 
 
 def _manifest(old: Manifest | None, embedder: str, options: IngestOptions) -> Manifest:

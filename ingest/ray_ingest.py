@@ -35,7 +35,7 @@ from ingest.pipeline import (
     LoadOutcome,
     chunk_and_embed,
     ingest_paths,
-    load_outcome,
+    load_outcomes,
 )
 from ingest.ray_spool import Spool
 from rag.errors import ClusterError, ConfigError, IndexLocked, RagError
@@ -139,8 +139,9 @@ class RayWorkers:
     ) -> list[LoadOutcome]:
         task = self.ray.remote(num_cpus=1)(_load_batch)
         hashes = self.ray.put(dict(stored))
+        shipped = replace(options, stop=None)  # an Event stays in this process (not picklable)
         refs = [
-            task.remote(files[start : start + LOAD_BATCH_FILES], options, hashes)
+            task.remote(files[start : start + LOAD_BATCH_FILES], shipped, hashes)
             for start in range(0, len(files), LOAD_BATCH_FILES)
         ]
         return [outcome for batch in self._get(refs) for outcome in batch]
@@ -268,8 +269,9 @@ def _batches(indices: Sequence[int], documents: Sequence[Document]) -> Iterator[
 def _load_batch(
     files: Sequence[SourceFile], options: IngestOptions, stored: Mapping[str, str]
 ) -> list[LoadOutcome]:
-    """A Ray task: load files; unchanged documents come back without their text."""
-    outcomes = [load_outcome(f, options) for f in files]
+    """A Ray task: load files (through the same bounded reader as local ingestion); unchanged
+    documents come back without their text."""
+    outcomes = load_outcomes(files, options)
     return [
         o
         if isinstance(o, str)

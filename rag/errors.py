@@ -65,6 +65,12 @@ class InputError(RagError):
     """A file or question that cannot be used (unreadable, empty, too large, unsupported)."""
 
 
+class PromptTooLong(InputError):
+    """A question (the user's own text) too long for the prompt budget: OpenAI's code for it."""
+
+    code = "context_length_exceeded"
+
+
 class PromptError(RagError):
     """A template that does not render (a missing variable, an unknown template)."""
 
@@ -88,3 +94,10 @@ class ClusterError(RagError):
 
     code = "cluster_error"
     http_status = 503
+
+
+class Cancelled(RagError):
+    """Work stopped on purpose: the client whose request started it went away."""
+
+    code = "cancelled"
+    http_status = 499

@@ -45,9 +45,13 @@ class AskOptions:
     mmr: bool = False
     max_new_tokens: int = 256
     temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
     stop: tuple[str, ...] = ()
     #: ``hybrid`` (reciprocal rank fusion of dense and keyword), ``dense`` or ``keyword``.
     mode: SearchMode = "hybrid"
+    #: Most prompt tokens (besides the model's window): a server's cap on one request's work.
+    max_prompt_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.k < 0:
@@ -58,7 +62,11 @@ class AskOptions:
 
     def generation(self) -> GenerationConfig:
         return GenerationConfig(
-            max_new_tokens=self.max_new_tokens, temperature=self.temperature, stop=self.stop
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            stop=self.stop,
+            seed=self.seed,
         )
 
 
@@ -191,6 +199,7 @@ class Pipeline:
             history=history,
             closed_book=closed_book,
             max_new_tokens=options.max_new_tokens,
+            max_prompt_tokens=options.max_prompt_tokens,
             query=query,
         )
 

@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 
 from rag.citations import strip_markers
-from rag.errors import ConfigError, PromptError
+from rag.errors import ConfigError, PromptError, PromptTooLong
 from rag.examples import Example
 from rag.generate.base import Generator
 from rag.types import Chunk, Hit, Message
@@ -154,10 +154,14 @@ class PromptBuilder:
         history: Sequence[Message] = (),
         closed_book: bool = False,
         max_new_tokens: int = 256,
+        max_prompt_tokens: int | None = None,
         query: str = "",
     ) -> PromptBuild:
-        """The chat fitted into ``context_window - max_new_tokens`` tokens (see module doc)."""
+        """The chat fitted into ``context_window - max_new_tokens`` tokens, or fewer when
+        ``max_prompt_tokens`` says so (see module doc)."""
         budget = self.generator.context_window - max_new_tokens
+        if max_prompt_tokens is not None:
+            budget = min(budget, max_prompt_tokens)
         if budget <= 0:
             raise ConfigError(
                 f"max_new_tokens={max_new_tokens} leaves no room for the prompt in this model's "
@@ -191,7 +195,7 @@ class PromptBuilder:
             elif hits:
                 dropped.append(f"context [1]: {chunk_label(hits.pop().chunk)}")
             else:
-                raise PromptError(
+                raise PromptTooLong(
                     f"the question alone takes {tokens} tokens, more than the {budget} this model "
                     f"leaves for a prompt: shorten it or lower max_new_tokens"
                 )

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     embedder: str = "minilm"
     #: ``cuda``, ``cpu`` or empty for "CUDA when present".
     device: str = ""
+    #: What one ingested file may cost (`rag ingest` and uploads): its size in bytes, the
+    #: characters of text it yields, and the seconds it may take to read.
+    max_file_bytes: int = Field(default=50_000_000, ge=1)
+    max_file_chars: int = Field(default=5_000_000, ge=1)
+    max_file_seconds: float = Field(default=60.0, gt=0)
     #: An OpenAI-compatible server to generate with instead of a local model.
     base_url: str | None = None
     #: The key the OpenAI-compatible backend at ``base_url`` expects (not a key to our server).

@@ -11,9 +11,11 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Iterator, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from rag.pipeline import AskOptions
 from rag.types import Answer, Message
@@ -89,11 +91,14 @@ async def start_answer(
     history: Sequence[Message],
     options: AskOptions,
 ) -> AnswerStream:
-    """Queue the generation (429 when the queue is full) and start it in a worker thread."""
+    """Count the prompt (400 past the token cap), queue the generation (429 when the queue is
+    full) and start it in a worker thread."""
     started = time.perf_counter()
-    state.require_ready()
+    limits = state.config.limits
+    generator = state.generator(variant)
+    history = tuple(await run_in_threadpool(limits.fit_prompt, generator, question, history))
+    options = replace(options, max_prompt_tokens=limits.max_prompt_tokens)
     assert state.gate is not None  # created by the app's lifespan
-    history = tuple(history)
 
     def produce() -> Iterator[str | Answer]:
         return state.pipeline(variant).stream(question, history=history, options=options)

@@ -1,9 +1,11 @@
 """The FastAPI application: routes, middleware, probes, metrics and the chat page.
 
 `create_app(state)` is a factory so tests build an app around a pipeline of fakes and the CLI
-builds one around real models; nothing here reads settings. The lifespan creates the generation
-gate on the server's event loop and starts loading the model in the background: `/healthz`
-answers at once, `/readyz` turns 200 when the model and index are loaded.
+builds one around real models; nothing here reads settings. The lifespan first removes what a
+crash left in the index folder (an orphan upload, a writer's staging folder), creates the
+generation gate on the server's event loop and starts loading the model in the background:
+`/healthz` answers at once, `/readyz` turns 200 when the model and index are loaded. Public
+answers name no server path.
 
 Middleware, outermost first: the worker's pid header, metrics (so refused requests are counted),
 API keys, body limit.
@@ -21,6 +23,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from serve import native_routes, openai_routes
 from serve.auth import ApiKeyMiddleware
@@ -28,8 +31,10 @@ from serve.gate import GenerationGate
 from serve.http_errors import install_error_handlers
 from serve.limits import BodyLimitMiddleware
 from serve.metrics import Metrics, MetricsMiddleware
+from serve.openapi import install_openapi
 from serve.replicas import WorkerHeaderMiddleware
 from serve.state import ServerState
+from serve.uploads import recover_uploads
 
 STATIC = Path(__file__).parent / "static"
 UPLOAD_ROUTE = "/v1/documents"
@@ -40,6 +45,8 @@ def create_app(state: ServerState) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if state.config.index_dir is not None:
+            await run_in_threadpool(recover_uploads, state.config.index_dir)
         gate = GenerationGate(state.config.concurrency, state.config.queue_size)
         state.gate = gate
         app.state.write_lock = asyncio.Lock()
@@ -61,6 +68,7 @@ def create_app(state: ServerState) -> FastAPI:
     app.state.server = state
     app.state.metrics = metrics
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(openai_routes.router)
     app.include_router(native_routes.router)
     _add_probes(app, state, metrics)
@@ -94,7 +102,6 @@ def _add_probes(app: FastAPI, state: ServerState, metrics: Metrics) -> None:
             index = state.index()
             if index is not None:
                 body["index"] = {
-                    "path": str(index.path),
                     "generation": index.generation,
                     "documents": index.document_count(),
                     "chunks": index.chunk_count(),

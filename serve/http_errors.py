@@ -54,7 +54,19 @@ class ApiError(Exception):
 def error_body(
     status: int, message: str, *, code: str | None = None, param: str | None = None
 ) -> dict[str, Any]:
-    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
+    return {
+        "error": {
+            "message": _encodable(message),
+            "type": error_type(status),
+            "param": None if param is None else _encodable(param),
+            "code": code,
+        }
+    }
+
+
+def _encodable(text: str) -> str:
+    """``text`` as valid UTF-8: a message that quotes a client's lone surrogate must still send."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def error_response(
@@ -76,6 +88,31 @@ def rag_error_fields(error: RagError) -> tuple[int, str, str]:
 
 
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "dict", "list"})
+#: pydantic's error types for a value of the right type but outside what the field allows.
+_RANGE_ERRORS = frozenset(
+    {
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "too_short",
+        "too_long",
+        "string_too_short",
+        "string_too_long",
+        "finite_number",
+        "literal_error",
+    }
+)
+#: Error types our own validators raise, passed on as the OpenAI ``code``.
+_OWN_CODES = frozenset({"unsupported_parameter", "invalid_unicode", "invalid_value"})
+
+
+def _code(error_type: str) -> str:
+    if error_type == "missing":
+        return "missing_required_parameter"
+    if error_type in _OWN_CODES:
+        return error_type
+    return "invalid_value" if error_type in _RANGE_ERRORS else "invalid_type"
 
 
 def _param(loc: Sequence[Any]) -> str | None:
@@ -93,7 +130,10 @@ def _param(loc: Sequence[Any]) -> str | None:
 
 def describe_validation(errors: Sequence[Any]) -> tuple[str, str | None, str]:
     """A one-line message, the offending parameter and a code for pydantic's error list."""
-    first = dict(errors[0]) if errors else {}
+    # Our own validators' errors first: in a union (text or a list of parts) pydantic also
+    # reports that the text was not the other member, which says nothing useful.
+    ranked = sorted(errors, key=lambda e: dict(e).get("type") not in _OWN_CODES)
+    first = dict(ranked[0]) if ranked else {}
     if first.get("type") == "json_invalid":
         detail = (first.get("ctx") or {}).get("error", "invalid JSON")
         loc = [part for part in first.get("loc", ()) if part != "body"]
@@ -106,8 +146,7 @@ def describe_validation(errors: Sequence[Any]) -> tuple[str, str | None, str]:
         return f"{message}: {msg}", None, "invalid_request"
     others = {_param(e.get("loc", ())) for e in errors} - {param}
     more = f" (and problems with {', '.join(sorted(map(str, others)))})" if others else ""
-    code = "missing_required_parameter" if first.get("type") == "missing" else "invalid_type"
-    return f"Invalid value for '{param}': {msg}{more}", param, code
+    return f"Invalid value for '{param}': {msg}{more}", param, _code(str(first.get("type")))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -4,6 +4,12 @@ The body limit is an ASGI middleware, so an oversized request is refused (413) f
 `Content-Length` before it is read, and a body without one is cut off as soon as it passes the
 limit. The conversation limits are checked by the routes and answered with a 400 that names the
 limit, so a client knows what to shorten.
+
+Characters are not work: a prompt's cost is its tokens (prefill is most of a CPU answer). So
+before a request may wait for a generation slot, its question is counted in the model's tokens
+and refused past ``max_prompt_tokens`` (400, with both numbers), and the oldest history beyond
+that cap is dropped; the prompt builder then fits everything (demonstrations and passages too)
+into the same cap.
 """
 
 from __future__ import annotations
@@ -11,11 +17,19 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.http_errors import ApiError, error_body
+
+if TYPE_CHECKING:
+    from rag.generate.base import Generator
+    from rag.types import Message as Turn
+
+#: Tokens a chat template adds around one message (role markers), as the prompt counts them.
+_PER_MESSAGE = 4
 
 
 @dataclass(frozen=True)
@@ -25,9 +39,12 @@ class Limits:
     max_messages: int = 64
     max_message_chars: int = 16_000
     max_new_tokens: int = 1024
+    #: Most prompt tokens one request may cost (question, history, passages, demonstrations).
+    max_prompt_tokens: int = 4096
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_upload_bytes", "max_messages", "max_message_chars"):
+        names = ("max_body_bytes", "max_upload_bytes", "max_messages", "max_message_chars")
+        for name in (*names, "max_prompt_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_new_tokens < 1:
@@ -63,6 +80,35 @@ class Limits:
                 param=param,
                 code="max_tokens_too_large",
             )
+
+    def fit_prompt(
+        self,
+        generator: Generator,
+        question: str,
+        history: Sequence[Turn],
+    ) -> list[Turn]:
+        """Before a slot is taken: 400 (``context_length_exceeded``) when the question alone
+        passes ``max_prompt_tokens``; else the newest history that fits beside it.
+
+        Blocking (it tokenizes): call it from a worker thread. Each message is counted once.
+        """
+        tokens = generator.count_tokens(question) + _PER_MESSAGE
+        if tokens > self.max_prompt_tokens:
+            raise ApiError(
+                400,
+                f"The question takes {tokens:,} prompt tokens; this server accepts at most "
+                f"{self.max_prompt_tokens:,} per request (with passages and demonstrations). "
+                "Shorten it.",
+                code="context_length_exceeded",
+            )
+        room = self.max_prompt_tokens - tokens
+        kept: list[Turn] = []
+        for message in reversed(history):
+            room -= generator.count_tokens(message.content) + _PER_MESSAGE
+            if room < 0:
+                break
+            kept.append(message)
+        return kept[::-1]
 
 
 #: Room for multipart framing (boundaries, part headers) on top of the files' own bytes, which

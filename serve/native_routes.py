@@ -10,23 +10,35 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, File, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
+from rag.errors import Cancelled
 from serve.answering import ClientGone, complete_answer
 from serve.deps import AppMetrics, IndexDir, State, WriteLock
 from serve.http_errors import ApiError
 from serve.openai_routes import CLIENT_CLOSED
+from serve.openapi import (
+    AskAnswer,
+    DeletedDocument,
+    DocumentList,
+    SearchResults,
+    UploadSummary,
+    answers,
+    errors,
+)
 from serve.schemas import AskRequest, SearchRequest, answer_json, hit_json
-from serve.uploads import LOCK_WAIT_S, ingest_uploads, inside, uploads_dir
+from serve.uploads import LOCK_WAIT_S, ingest_uploads, remove_upload_file
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestSummary
 
 router = APIRouter(prefix="/v1")
 
 
-@router.post("/ask", response_model=None)
+@router.post("/ask", response_model=None, responses=answers(AskAnswer, 404, 429))
 async def ask(
     body: AskRequest, request: Request, state: State, metrics: AppMetrics
 ) -> dict[str, Any] | Response:
@@ -47,7 +59,7 @@ async def ask(
     return answer_json(final, variant=config)
 
 
-@router.post("/search")
+@router.post("/search", responses=answers(SearchResults))
 async def search(body: SearchRequest, state: State, metrics: AppMetrics) -> dict[str, Any]:
     state.require_ready()
     if not body.query.strip():
@@ -63,7 +75,7 @@ async def search(body: SearchRequest, state: State, metrics: AppMetrics) -> dict
 # -- documents -------------------------------------------------------------------------------
 
 
-@router.get("/documents")
+@router.get("/documents", responses=answers(DocumentList, 409))
 async def list_documents(state: State, _: IndexDir) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         index = state.index()
@@ -74,21 +86,45 @@ async def list_documents(state: State, _: IndexDir) -> dict[str, Any]:
     return await run_in_threadpool(read)
 
 
-@router.post("/documents", status_code=201)
+@router.post(
+    "/documents",
+    status_code=201,
+    response_model=None,
+    responses={201: {"model": UploadSummary}, **errors(409)},
+)
 async def upload_documents(
-    state: State, index_dir: IndexDir, lock: WriteLock, files: list[UploadFile] = File(...)
-) -> dict[str, Any]:
-    """Store the files in `DIR/uploads/` and ingest them; the same name again replaces one."""
-    async with lock:
-        embedder = state.pipeline().embedder
-        stored, summary = await ingest_uploads(
-            files, index_dir, budget=state.config.limits.max_upload_bytes, embedder=embedder
+    request: Request,
+    state: State,
+    index_dir: IndexDir,
+    lock: WriteLock,
+    files: list[UploadFile] = File(...),
+) -> Response | dict[str, Any]:
+    """Store the files in `DIR/uploads/` and ingest them, one at a time; the same name again
+    replaces that upload. 201 when any file was ingested (each file's result is listed); 400 when
+    none could be."""
+    try:
+        batch = await ingest_uploads(
+            request,
+            files,
+            index_dir,
+            write_lock=lock,
+            budget=state.config.limits.max_upload_bytes,
+            limits=state.config.file_limits,
+            embedder=state.pipeline().embedder,
         )
+    except Cancelled:
+        return Response(status_code=CLIENT_CLOSED)
+    finally:
         await run_in_threadpool(state.refresh_index)
-    return {"object": "ingest.summary", "files": stored, "summary": summary.to_dict()}
+    if batch.all_failed:
+        reasons = "; ".join(f"{f.name}: {f.reason}" for f in batch.files)
+        raise ApiError(
+            400, f"No file could be ingested: {reasons}", param="files", code="unreadable_file"
+        )
+    return batch.to_dict()
 
 
-@router.delete("/documents/{doc_id:path}")
+@router.delete("/documents/{doc_id:path}", responses=answers(DeletedDocument, 404, 409))
 async def delete_document(
     doc_id: str, state: State, index_dir: IndexDir, lock: WriteLock
 ) -> dict[str, Any]:
@@ -104,12 +140,12 @@ async def delete_document(
             )
         from ingest.pipeline import remove_documents
 
-        summary = await run_in_threadpool(
-            lambda: remove_documents(index_dir, [doc_id], lock_wait_s=LOCK_WAIT_S)
-        )
-        stored = Path(info.source)
-        folder = uploads_dir(index_dir)
-        if stored.is_file() and inside(folder, stored):
-            stored.unlink()
+        def remove() -> IngestSummary:
+            summary = remove_documents(index_dir, [doc_id], lock_wait_s=LOCK_WAIT_S)
+            remove_upload_file(index_dir, info.source)
+            return summary
+
+        summary = await run_in_threadpool(remove)
         await run_in_threadpool(state.refresh_index)
-    return {"object": "document.deleted", "id": doc_id, "summary": summary.to_dict()}
+    totals = {k: v for k, v in summary.to_dict().items() if k != "index"}  # no server paths
+    return {"object": "document.deleted", "id": doc_id, "summary": totals}

@@ -27,6 +27,7 @@ from rag.variants import VariantConfig
 from serve.answering import AnswerStream, ClientGone, complete_answer, open_answer
 from serve.deps import AppMetrics, State
 from serve.http_errors import ApiError, error_body, log, rag_error_fields
+from serve.openapi import SSE_EVENT, ChatCompletion, ModelList, answers, errors
 from serve.schemas import ChatRequest, sources_json, usage_json
 
 router = APIRouter()
@@ -39,7 +40,7 @@ _ID_PREFIX = uuid.uuid4().hex[:12]
 _ids = itertools.count(1)
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses=answers(ModelList))
 def list_models(state: State) -> dict[str, Any]:
     created = int(state.loaded_at or time.time())
     return {
@@ -57,7 +58,18 @@ def list_models(state: State) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/chat/completions", response_model=None)
+@router.post(
+    "/v1/chat/completions",
+    response_model=None,
+    responses={
+        200: {
+            "model": ChatCompletion,
+            "content": {"text/event-stream": {"schema": SSE_EVENT}},
+            "description": "The answer; with `stream`, server-sent chunks ending in [DONE]",
+        },
+        **errors(404, 429),
+    },
+)
 async def chat_completions(
     body: ChatRequest, request: Request, state: State, metrics: AppMetrics
 ) -> Response:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serve.protocol import DEFAULT_HEADER_TIMEOUT
+
 #: Where the parent puts the folder it shares with its workers.
 RUN_DIR_ENV = "RAG_SERVE_RUN_DIR"
 #: prometheus_client's switch to multiprocess mode (read when a worker imports it).
@@ -28,14 +30,24 @@ WORKER_HEADER = "X-Rag-Worker"
 _FAILURE = "load-failure.txt"
 
 
-def run_workers(factory: str, *, host: str, port: int, workers: int, log_level: str) -> str | None:
+def run_workers(
+    factory: str,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+) -> str | None:
     """Serve ``factory`` (``module:function`` returning an ASGI app) with ``workers`` processes
     until interrupted. Returns why a worker stopped them all, or None.
 
     The metrics folder is new and empty for each run (values from an earlier run would be
     added in otherwise) and is removed at the end.
     """
-    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from serve.protocol import HeaderTimeoutConfig
 
     run_dir = Path(tempfile.mkdtemp(prefix="rag-serve-"))
     (run_dir / "metrics").mkdir()
@@ -43,15 +55,18 @@ def run_workers(factory: str, *, host: str, port: int, workers: int, log_level: 
     os.environ[RUN_DIR_ENV] = str(run_dir)
     os.environ[METRICS_ENV] = str(run_dir / "metrics")
     try:
-        uvicorn.run(
+        # What `uvicorn.run(..., workers=N)` does, with the header-timeout protocol in each worker.
+        config = HeaderTimeoutConfig(
             factory,
             factory=True,
+            header_timeout=header_timeout,
             host=host,
             port=port,
             workers=workers,
             log_level=log_level,
             timeout_graceful_shutdown=10,
         )
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
         failure = run_dir / _FAILURE
         return failure.read_text(encoding="utf-8") if failure.exists() else None
     finally:

@@ -31,6 +31,8 @@ _LOG_FORMAT = "%(levelname)s:     %(name)s: %(message)s"
 
 def build_state(settings: ServeSettings, metrics_dir: Path | None = None) -> ServerState:
     """A state whose loader builds the pipelines `settings` describe (not loaded yet)."""
+    from ingest.file_limits import FileLimits
+
     config = ServerConfig(
         index_dir=settings.index,
         model_name=settings.model,
@@ -41,7 +43,9 @@ def build_state(settings: ServeSettings, metrics_dir: Path | None = None) -> Ser
             max_messages=settings.max_messages,
             max_message_chars=settings.max_message_chars,
             max_new_tokens=settings.max_new_tokens,
+            max_prompt_tokens=settings.max_prompt_tokens,
         ),
+        file_limits=FileLimits.from_settings(settings),
         concurrency=settings.concurrency,
         queue_size=settings.queue_size,
         metrics_dir=metrics_dir,
@@ -85,6 +89,7 @@ def run_server(settings: ServeSettings) -> None:
 
     from rag.store import Index
     from serve.app import create_app
+    from serve.protocol import HeaderTimeoutConfig
 
     Index.open(settings.index).close()  # fail now, with `rag ingest` in the message, if absent
     logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT)
@@ -100,8 +105,9 @@ def run_server(settings: ServeSettings) -> None:
         return
     state = build_state(settings)
     server = uvicorn.Server(
-        uvicorn.Config(
+        HeaderTimeoutConfig(
             create_app(state),
+            header_timeout=settings.header_timeout,
             host=settings.host,
             port=settings.port,
             log_level="info",
@@ -133,6 +139,7 @@ def _run_workers(settings: ServeSettings) -> None:
             port=settings.port,
             workers=settings.workers,
             log_level="info",
+            header_timeout=settings.header_timeout,
         )
     finally:
         os.environ.pop(SETTINGS_ENV, None)

@@ -41,6 +41,10 @@ class ServeSettings(Settings):
     max_new_tokens: int = Field(default=1024, ge=1)
     #: Largest upload request (all files together), in bytes (413 beyond).
     max_upload_bytes: int = Field(default=20_000_000, ge=1_000)
+    #: Most prompt tokens one request may cost (400 beyond, before it waits for a slot).
+    max_prompt_tokens: int = Field(default=4096, ge=64)
+    #: Seconds a client has to send a request's headers (then 408 and the connection closes).
+    header_timeout: float = Field(default=10.0, gt=0, le=3600)
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -23,6 +23,8 @@ from serve.http_errors import ApiError
 from serve.limits import Limits
 
 if TYPE_CHECKING:
+    from ingest.file_limits import FileLimits
+    from rag.generate.base import Generator
     from rag.pipeline import Pipeline
     from rag.store import Index
 
@@ -56,6 +58,8 @@ class ServerConfig:
     queue_size: int = 32
     #: The metrics folder shared by the workers of `rag serve --workers N` (None: one process).
     metrics_dir: Path | None = None
+    #: What one uploaded file may cost to read (bytes, text, seconds); None: the defaults.
+    file_limits: FileLimits | None = None
 
 
 class ServerState:
@@ -132,6 +136,13 @@ class ServerState:
             assert pipelines.adapter is not None  # variant() only offers it when loaded
             return pipelines.adapter
         return pipelines.base
+
+    def generator(self, variant: Variant) -> Generator:
+        """The generator that answers for ``variant`` (503 before the model is loaded)."""
+        pipelines = self.require_ready()
+        if variant.adapter and pipelines.adapter is not None:
+            return pipelines.adapter.generator
+        return pipelines.base.generator
 
     def index(self) -> Index | None:
         """The open index, reopened first if it changed on disk (blocking, like ``pipeline``)."""

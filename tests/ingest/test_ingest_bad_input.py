@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ingest.file_limits import FileLimits
 from ingest.pipeline import IngestOptions, ingest_paths
 from rag.store import Index
 from tests.fakes import FakeEmbedder
@@ -32,7 +33,10 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_is_indexed(tmp_path: Pa
     (corpus / "good.pdf").write_bytes(make_pdf(["Page one of a fine PDF", "Page two"]))
 
     summary = ingest_paths(
-        [corpus], tmp_path / "index", IngestOptions(max_file_bytes=1000), embedder=FakeEmbedder()
+        [corpus],
+        tmp_path / "index",
+        IngestOptions(limits=FileLimits(max_bytes=1000)),
+        embedder=FakeEmbedder(),
     )
 
     assert summary.added == 2

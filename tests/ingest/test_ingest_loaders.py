@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.file_limits import FileLimits
 from ingest.loaders import SourceFile, discover, load_file
 from rag.errors import InputError
 from tests.ingest.ingest_files import make_docx, make_pdf
@@ -137,7 +138,7 @@ def test_bad_files_are_refused_with_a_reason(
 def test_oversized_and_unreadable_files(tmp_path: Path) -> None:
     big = write(tmp_path / "big.txt", "x" * 2000)
     with pytest.raises(InputError, match="oversized: 2,000 bytes"):
-        load_file(source(big), max_bytes=1000)
+        load_file(source(big), limits=FileLimits(max_bytes=1000))
     link = tmp_path / "gone.md"
     link.symlink_to(tmp_path / "missing-target.md")
     with pytest.raises(InputError, match="unreadable"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.errors import ConfigError, PromptError
+from rag.errors import ConfigError, PromptError, PromptTooLong
 from rag.examples import Example, Passage
 from rag.prompt import PROMPTS_DIR, PromptBuilder, chunk_label, render, templates_digest
 from rag.types import Chunk, Hit, Message
@@ -122,7 +122,7 @@ def test_budget_drops_demos_then_history_then_context() -> None:
             build = builder.build(
                 "How much leave?", hits=HITS, demos=DEMOS, history=HISTORY, max_new_tokens=50
             )
-        except PromptError:
+        except PromptTooLong:
             break
         assert build.prompt_tokens <= window - 50
         if build.dropped not in steps:
@@ -137,5 +137,6 @@ def test_budget_drops_demos_then_history_then_context() -> None:
 def test_budget_errors_say_what_to_do() -> None:
     with pytest.raises(ConfigError, match="fewer new tokens"):
         PromptBuilder(ScriptedGenerator(context_window=100)).build("Q?", max_new_tokens=100)
-    with pytest.raises(PromptError, match="shorten it"):
+    with pytest.raises(PromptTooLong, match="shorten it") as too_long:
         PromptBuilder(ScriptedGenerator(context_window=60)).build("word " * 100, max_new_tokens=10)
+    assert too_long.value.http_status == 400  # the user's own text: not a server error

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import pytest
 from fastapi.testclient import TestClient
 
+from ingest.file_limits import FileLimits
 from rag.examples import Example, ExampleBank
 from rag.generate.base import Delta, GenerationConfig, Generator
 from rag.pipeline import Pipeline
@@ -115,11 +116,14 @@ def make_state(
     queue_size: int = 8,
     adapter_generator: Generator | None = None,
     examples: Sequence[Example] = (),
+    embedder: FakeEmbedder | None = None,
+    file_limits: FileLimits | None = None,
 ) -> ServerState:
     generator = generator or ScriptedGenerator(script=cite_first)
 
     def load() -> Pipelines:
-        embedder = FakeEmbedder()
+        nonlocal embedder
+        embedder = embedder or FakeEmbedder()
         index = Index.open(index_dir) if index_dir is not None else None
 
         def pipeline(gen: Generator) -> Pipeline:
@@ -140,6 +144,7 @@ def make_state(
         limits=limits or Limits(),
         concurrency=concurrency,
         queue_size=queue_size,
+        file_limits=file_limits,
     )
     return ServerState(load, config)
 
@@ -177,13 +182,21 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(state: ServerState) -> Iterator[str]:
-    """The app under a real uvicorn on a free loopback port (in a thread); yields its URL."""
+def live_server(state: ServerState, *, header_timeout: float = 10.0) -> Iterator[str]:
+    """The app under a real uvicorn on a free loopback port (in a thread), with the header
+    timeout `rag serve` uses; yields its URL."""
     import uvicorn
 
+    from serve.protocol import HeaderTimeoutConfig
+
     port = free_port()
-    config = uvicorn.Config(
-        create_app(state), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    config = HeaderTimeoutConfig(
+        create_app(state),
+        header_timeout=header_timeout,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
@@ -199,3 +212,37 @@ def live_server(state: ServerState) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def rag_serve(
+    folder: Path, index: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """`rag serve` as a user runs it: a subprocess on a free loopback port, its log in
+    ``folder/server.log``; yields its URL once `/readyz` says ready. ``RAG_TEST_CACHE`` reuses
+    converted models between runs."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.processes import stop, wait_until_ready
+
+    shared = os.environ.get("RAG_TEST_CACHE")
+    cache = Path(shared) if shared else folder / "cache"
+    port = free_port()
+    environment = {**os.environ, "RAG_CACHE_DIR": str(cache), **(env or {})}
+    command = [sys.executable, "-m", "rag.cli", "serve", "--index", str(index)]
+    command += ["--port", str(port), *args]
+    log = (folder / "server.log").open("w")
+    # cwd outside the repository, so no stray .env is read.
+    process = subprocess.Popen(command, cwd=folder, env=environment, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(f"{url}/readyz", process, timeout_s=600, log=folder / "server.log")
+        yield url
+    finally:
+        stop(process, timeout_s=20)
+        log.close()

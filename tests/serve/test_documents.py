@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -20,40 +21,58 @@ def upload(client: TestClient, *files: tuple[str, bytes]) -> HttpResponse:
 
 
 def files_under(folder: Path) -> set[str]:
-    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+def stored(name: str, data: bytes) -> str:
+    """Where an upload's bytes live under `uploads/`: a folder named by their content."""
+    return f"{hashlib.sha256(data).hexdigest()[:16]}/{name}"
 
 
 def test_upload_ingests_lists_and_answers(client: TestClient, index_dir: Path) -> None:
     response = upload(client, ("parking.md", PARKING))
     assert response.status_code == 201, response.text
     body = response.json()
-    assert body["files"] == ["parking.md"] and body["summary"]["added"] == 1
-    assert (index_dir / "uploads" / "parking.md").read_bytes() == PARKING
+    assert body["files"] == [
+        {"name": "parking.md", "status": "added", "ids": ["uploads/parking.md"]}
+    ]
+    assert body["summary"]["added"] == 1
+    assert files_under(index_dir / "uploads") == {stored("parking.md", PARKING)}
     listed = client.get("/v1/documents").json()["data"]
-    assert [d["id"] for d in listed] == ["devices.md", "leave.md", "parking.md", "pricing.md"]
-    parking = next(d for d in listed if d["id"] == "parking.md")
+    ids = ["devices.md", "leave.md", "pricing.md", "uploads/parking.md"]
+    assert [d["id"] for d in listed] == ids
+    parking = next(d for d in listed if d["id"] == "uploads/parking.md")
     assert parking["title"] == "Parking" and parking["chunks"] == 1
     hits = client.post("/v1/search", json={"query": "parking permits facilities"}).json()["hits"]
-    assert hits[0]["doc_id"] == "parking.md"
+    assert hits[0]["doc_id"] == "uploads/parking.md"
 
 
-def test_uploading_the_same_name_again_replaces_the_document(client: TestClient) -> None:
+def test_uploading_the_same_name_again_replaces_the_document(
+    client: TestClient, index_dir: Path
+) -> None:
     upload(client, ("parking.md", PARKING))
     changed = PARKING.replace(b"floor two", b"floor three")
-    summary = upload(client, ("parking.md", changed)).json()["summary"]
-    assert summary["updated"] == 1 and summary["added"] == 0
+    body = upload(client, ("parking.md", changed)).json()
+    assert body["summary"]["updated"] == 1 and body["summary"]["added"] == 0
+    assert body["files"][0]["status"] == "updated"
     hits = client.post("/v1/search", json={"query": "parking permits", "k": 1}).json()["hits"]
     assert "floor three" in hits[0]["text"]
+    assert files_under(index_dir / "uploads") == {stored("parking.md", changed)}
 
 
 def test_delete_removes_the_document_and_its_upload(client: TestClient, index_dir: Path) -> None:
     upload(client, ("parking.md", PARKING))
-    response = client.delete("/v1/documents/parking.md")
+    response = client.delete("/v1/documents/uploads/parking.md")
     assert response.status_code == 200, response.text
     assert response.json()["summary"]["removed"] == 1
-    assert "parking.md" not in [d["id"] for d in client.get("/v1/documents").json()["data"]]
-    assert not (index_dir / "uploads" / "parking.md").exists()
-    assert client.delete("/v1/documents/parking.md").status_code == 404
+    listed = [d["id"] for d in client.get("/v1/documents").json()["data"]]
+    assert "uploads/parking.md" not in listed
+    assert files_under(index_dir / "uploads") == set()
+    assert client.delete("/v1/documents/uploads/parking.md").status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -87,16 +106,18 @@ def test_traversal_upload_lands_inside_uploads(client: TestClient, index_dir: Pa
     outside_before = files_under(index_dir.parent)
     response = upload(client, ("../../../evil.md", PARKING))
     assert response.status_code == 201, response.text
-    assert response.json()["files"] == ["evil.md"]
+    assert response.json()["files"][0]["ids"] == ["uploads/evil.md"]
     created = files_under(index_dir.parent) - outside_before
-    assert {p for p in created if not p.startswith("index/gen-")} == {"index/uploads/evil.md"}
+    kept = {p for p in created if not p.startswith("index/gen-") and not p.endswith(".lock")}
+    assert kept == {f"index/uploads/{stored('evil.md', PARKING)}"}
 
 
 def test_a_symlink_in_uploads_is_not_followed(client: TestClient, index_dir: Path) -> None:
     target = index_dir.parent / "outside.md"
     target.write_text("untouched")
-    (index_dir / "uploads").mkdir()
-    (index_dir / "uploads" / "link.md").symlink_to(target)
+    planted = index_dir / "uploads" / stored("link.md", PARKING)
+    planted.parent.mkdir(parents=True)
+    planted.symlink_to(target)
     response = upload(client, ("link.md", PARKING))
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "files"
@@ -126,7 +147,10 @@ def test_upload_over_the_limit_is_413(index_dir: Path) -> None:
         assert len(client.get("/v1/documents").json()["data"]) == 5
         over = upload(client, ("c.md", b"c" * 900), ("d.md", b"d" * 1_200))
         assert over.status_code == 413  # together over: neither is kept
-    assert files_under(index_dir / "uploads") == {"a.md", "b.md"}
+    assert files_under(index_dir / "uploads") == {
+        stored("a.md", b"a" * 900),
+        stored("b.md", b"b" * 900),
+    }
 
 
 def test_uploads_need_the_key(index_dir: Path) -> None:

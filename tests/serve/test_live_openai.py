@@ -7,19 +7,13 @@ its answers are right. Set RAG_TEST_CACHE to reuse converted models between runs
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.processes import stop, wait_until_ready
-from tests.serve.conftest import free_port
+from tests.serve.conftest import ROOT, rag_serve
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = "live-test-key"
 QUESTION = "How long do I have to return an unused kettle?"
 #: Small prompts and answers: a loaded 2-core machine decodes smollm2 at a few tokens/s.
@@ -31,24 +25,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from ingest.pipeline import ingest_paths
 
     folder = tmp_path_factory.mktemp("live")
-    shared = os.environ.get("RAG_TEST_CACHE")
-    cache = Path(shared) if shared else folder / "cache"
     index = folder / "index"
     ingest_paths([ROOT / "corpora" / "sample" / "docs"], index)
-    port = free_port()
-    env = {**os.environ, "RAG_CACHE_DIR": str(cache), "RAG_API_KEYS": KEY}
-    command = [sys.executable, "-m", "rag.cli", "serve", "--index", str(index)]
-    command += ["--model", "smollm2-135m", "--port", str(port), "--device", "cpu"]
-    log = (folder / "server.log").open("w")
-    # cwd outside the repository, so no stray .env is read.
-    process = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(f"{url}/readyz", process, timeout_s=600, log=folder / "server.log")
+    args = ("--model", "smollm2-135m", "--device", "cpu")
+    with rag_serve(folder, index, *args, env={"RAG_API_KEYS": KEY}) as url:
         yield url
-    finally:
-        stop(process, timeout_s=20)
-        log.close()
 
 
 @pytest.fixture

@@ -103,15 +103,15 @@ def test_a_document_uploaded_through_one_worker_is_found_through_the_other(serve
     assert uploaded.status_code == 201, uploaded.text
     writer = uploaded.headers[WORKER_HEADER]
     answers = until_both_workers(
-        lambda: search(server, "Who keeps the lighthouse?"), lambda r: found(r, "keeper.md")
+        lambda: search(server, "Who keeps the lighthouse?"), lambda r: found(r, "uploads/keeper.md")
     )
     assert len(answers) == 2 and writer in answers, "both workers find it, the other one too"
 
-    deleted = httpx.delete(f"{server}/v1/documents/keeper.md", headers=AUTH, timeout=60)
+    deleted = httpx.delete(f"{server}/v1/documents/uploads/keeper.md", headers=AUTH, timeout=60)
     assert deleted.status_code == 200, deleted.text
     gone = until_both_workers(
         lambda: search(server, "Who keeps the lighthouse?"),
-        lambda r: r.status_code == 200 and not found(r, "keeper.md"),
+        lambda r: r.status_code == 200 and not found(r, "uploads/keeper.md"),
     )
     assert len(gone) == 2, "a deletion through one worker reaches the other"
 
@@ -131,7 +131,7 @@ def test_uploads_through_both_workers_at_once_take_turns_at_the_index_lock(serve
             thread.join()
     assert {r.status_code for r in results.values()} == {201}, [r.text for r in results.values()]
     listing = httpx.get(f"{server}/v1/documents", headers=AUTH, timeout=30).json()
-    assert set(results) <= {d["id"] for d in listing["data"]}
+    assert {f"uploads/{name}" for name in results} <= {d["id"] for d in listing["data"]}
 
 
 def requests_counted(url: str) -> float:
