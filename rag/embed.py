@@ -1,13 +1,18 @@
-"""The embedder interface and the sentence-transformers implementation.
+"""The embedder interface, the sentence-transformers implementation, and the encoder choice.
 
 One required method, ``embed_batch``; the base adds batching with a progress callback.
 Vectors are float32 and L2-normalized, so inner product is cosine similarity.
+
+Two encoders compute the same model: ``torch-fp32`` (sentence-transformers; GPUs, any model)
+and ``onnx-int8`` (``rag.embed_onnx``; the CPU default for registry embedders with an int8
+recipe, 2-3x faster there). ``load_embedder`` picks one from the device unless told.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import ConfigError, ModelNotInstalled
@@ -21,6 +26,8 @@ class Embedder(ABC):
 
     name: str
     dimension: int
+    #: How the vectors are computed (one of ``ENCODERS``), recorded beside ``name``.
+    encoder: str = "torch-fp32"
     #: Longest input, in the embedder's own tokens; longer text is truncated by the model.
     max_tokens: int = 256
 
@@ -159,6 +166,47 @@ class SentenceTransformerEmbedder(Embedder):
         return np.asarray(vectors, dtype=np.float32)
 
 
-def load_embedder(name_or_path: str = "minilm", device: str | None = None) -> Embedder:
-    """The embedder for a registry name or a model folder (weights load on first use)."""
+ENCODERS: tuple[str, ...] = ("torch-fp32", "onnx-int8")
+
+
+def load_embedder(
+    name_or_path: str = "minilm",
+    device: str | None = None,
+    *,
+    encoder: str | None = None,
+    cache_dir: Path | None = None,
+) -> Embedder:
+    """The embedder for a registry name or a model folder (weights load on first use).
+
+    ``encoder=None`` picks ``onnx-int8`` on the CPU for a registry embedder that has an int8
+    recipe, and ``torch-fp32`` otherwise (GPUs, other models). ``cache_dir`` is where the int8
+    graph is cached (None: the user cache).
+    """
+    if encoder is not None and encoder not in ENCODERS:
+        raise ConfigError(f"Unknown encoder: {encoder} (known: {', '.join(ENCODERS)})")
+    if encoder is None:
+        encoder = default_encoder(name_or_path, device)
+    if encoder == "onnx-int8":
+        if device not in (None, "cpu"):
+            raise ConfigError(
+                f"the onnx-int8 encoder runs on the CPU, not {device!r}: pass device 'cpu', or "
+                "choose the torch-fp32 encoder"
+            )
+        from rag.embed_onnx import OnnxEmbedder
+
+        return OnnxEmbedder(name_or_path, cache_dir=cache_dir)
     return SentenceTransformerEmbedder(name_or_path, device=device)
+
+
+def default_encoder(name_or_path: str, device: str | None) -> str:
+    """``onnx-int8`` where it exists and the work runs on the CPU, else ``torch-fp32``."""
+    from rag.models import REGISTRY
+
+    spec = REGISTRY.get(name_or_path)
+    if spec is None or not spec.onnx_int8:
+        return "torch-fp32"
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return "onnx-int8" if device == "cpu" else "torch-fp32"

