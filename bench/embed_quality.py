@@ -41,10 +41,10 @@ def label(index_encoder: str, query_encoder: str) -> str:
 
 
 def build_index(docs: Path, index_dir: Path, embedder: Any) -> Path:
-    from ingest.pipeline import ingest_paths
+    from ingest.pipeline import IngestOptions, ingest_paths
 
     if not (index_dir / "CURRENT").is_file():
-        ingest_paths([docs], index_dir, embedder=embedder, progress=True)
+        ingest_paths([docs], index_dir, IngestOptions(progress=True), embedder=embedder)
     return index_dir
 
 
@@ -80,7 +80,8 @@ def measure(
     from eval.search_modes import measure_modes, read_modes, summarize_modes
     from rag.embed import load_embedder
     from rag.generate import load_generator
-    from rag.pipeline import MINILM_MIN_SCORE, Pipeline
+    from rag.models import relevance_floor
+    from rag.pipeline import Pipeline
     from rag.retrieve import SEARCH_MODES
     from rag.store import Index
 
@@ -94,6 +95,7 @@ def measure(
         encoder: Index.open(build_index(docs, work / name / encoder, embedder))
         for encoder, embedder in embedders.items()
     }
+    floor = relevance_floor("minilm")
     # Never asked to answer: measure_modes only searches, but a Pipeline holds a generator.
     generator = load_generator(args.model, cache_dir=cache_dir)
     rows: list[dict[str, Any]] = []
@@ -102,7 +104,7 @@ def measure(
             generator,
             index=indexes[index_encoder],
             embedder=embedders[query_encoder],
-            min_score=MINILM_MIN_SCORE,
+            min_score=floor,
         )
         out = work / name / f"modes-{SHORT[index_encoder]}-{SHORT[query_encoder]}"
         out.mkdir(parents=True, exist_ok=True)
@@ -142,7 +144,7 @@ def measure(
         "question_cosine": cosine_summary(
             embedders["torch-fp32"].embed(questions), embedders["onnx-int8"].embed(questions)
         ),
-        "min_score": MINILM_MIN_SCORE,
+        "min_score": floor,
         "table": table,
     }
 

@@ -41,12 +41,14 @@ LIMITS = {"squad": 200, "bank": 60}
 
 def prepare_index(name: str, work: Path, cache_dir: Path) -> Path:
     from ingest.corpora import fetch
-    from ingest.pipeline import ingest_paths
+    from ingest.pipeline import IngestOptions, ingest_paths
 
     index = work / name / "index"
     if not (index / "CURRENT").is_file():
         started = time.perf_counter()
-        summary = ingest_paths([fetch(name, cache_dir).docs_dir], index, progress=True)
+        summary = ingest_paths(
+            [fetch(name, cache_dir).docs_dir], index, IngestOptions(progress=True)
+        )
         print(f"[{name}] indexed {summary.chunks} chunks in {time.perf_counter() - started:.0f} s")
     return index
 

@@ -60,8 +60,7 @@ def main() -> None:
 
     from ingest.corpora import fetch
     from ingest.pipeline import ingest_paths
-    from rag.embed import SentenceTransformerEmbedder, load_embedder
-    from rag.embed_onnx import OnnxEmbedder
+    from rag.embed import OnnxEmbedder, SentenceTransformerEmbedder, load_embedder
     from rag.settings import load_settings
     from rag.store import Index
 

@@ -160,7 +160,9 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def measure(retriever: Any, queries: list[str], args: argparse.Namespace, floor: float) -> dict:
+def measure(
+    retriever: Any, queries: list[str], args: argparse.Namespace, floor: float | None
+) -> dict:
     from rag.retrieve import SEARCH_MODES, parse_mode
 
     for query in queries[:5]:  # warm caches and the encoder's arena
@@ -218,12 +220,13 @@ def main() -> None:
     args = parser.parse_args()
 
     from rag.embed import load_embedder
-    from rag.pipeline import MINILM_MIN_SCORE
+    from rag.models import relevance_floor
     from rag.retrieve import Retriever
     from rag.settings import load_settings
     from rag.store import Index
 
     cache_dir = args.cache_dir or load_settings().cache_dir
+    floor = relevance_floor("minilm")
     name = args.docs.name if args.docs else args.corpus
     docs = args.docs
     if docs is None:
@@ -241,7 +244,7 @@ def main() -> None:
     figures: dict[str, Any] = {
         "encoder": embedder.encoder,
         "k": args.k,
-        "floor": MINILM_MIN_SCORE,
+        "floor": floor,
         "queries": len(queries),
         "repeat": args.repeat,
         "indexes": {},
@@ -251,14 +254,14 @@ def main() -> None:
             retriever = Retriever(index, embedder)
             figures["indexes"][label] = {
                 "chunks": index.chunk_count(),
-                "modes": measure(retriever, queries, args, MINILM_MIN_SCORE),
+                "modes": measure(retriever, queries, args, floor),
             }
     figures["load_average_before"] = [round(x, 2) for x in load_before]
     figures["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         print(json.dumps(figures))
         return
-    print(f"encoder {figures['encoder']}, k={args.k}, floor {MINILM_MIN_SCORE}, ", end="")
+    print(f"encoder {figures['encoder']}, k={args.k}, floor {floor}, ", end="")
     print(f"{len(queries)} queries x {args.repeat}; ms, p50 / p95")
     for label, result in figures["indexes"].items():
         print(f"\n## {label}: {result['chunks']} chunks")

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import typer
 
+from rag.variants import VARIANTS
+
 VARIANTS_HELP = (
-    "Comma-separated variants: closed-book, few-shot, rag, rag-few-shot, oracle, lora, lora-rag "
+    f"Comma-separated variants: {', '.join(VARIANTS)} "
     "(default: all; the lora ones only with --adapter)."
 )
 

@@ -68,10 +68,7 @@ class EvalRequest:
         parse_mode(self.mode)
         names = self.variants or ()
         for name in names:
-            if get_variant(name).adapter and self.adapter is None:
-                raise ConfigError(
-                    f"variant {name} needs --adapter DIR (train one with `rag finetune`)"
-                )
+            get_variant(name).check_adapter(self.adapter is not None)
         if self.target is not None and not 0.0 < self.target <= 1.0:
             raise ConfigError(f"--target is an F1 in (0, 1], got {self.target}")
 

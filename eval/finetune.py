@@ -80,11 +80,8 @@ class FinetuneRequest:
 
     def options(self) -> AskOptions:
         """The pipeline options of that variant (how training prompts are built)."""
-        from rag.pipeline import AskOptions
-
         variant = VARIANTS[self.variant() or "lora"]
-        shots = self.shots if variant.demonstrations else 0
-        return AskOptions(k=self.k, shots=shots, retrieval=variant.retrieval)
+        return variant.configure(shots=self.shots, k=self.k).options()
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingest.squad import parse_squad
 from rag.errors import ConfigError, InputError
 
 #: QA sets that `rag corpora fetch NAME` provides (corpus documents plus a QA JSONL).
@@ -110,33 +111,16 @@ def write_qa_jsonl(items: Iterable[QAItem], path: Path) -> None:
 def load_squad_json(path: Path) -> list[QAItem]:
     """Read SQuAD-format JSON (v1.1, or v2.0 with ``is_impossible``).
 
-    Each question's gold document is its article title and its context is the paragraph it was
-    asked about, so retrieval can be scored per document and per passage.
+    Each question's gold document is its article, named as `rag corpora fetch squad` names the
+    article's file, and its context is the paragraph it was asked about, so retrieval can be
+    scored per document and per passage.
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
+        raw = path.read_bytes()
+    except OSError as error:
         raise InputError(f"cannot read SQuAD JSON {path}: {error}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise InputError(f"{path} is not SQuAD JSON (expected a top-level 'data' list)")
-    items: list[QAItem] = []
-    for article in data["data"]:
-        title = str(article.get("title", ""))
-        for paragraph in article.get("paragraphs", []):
-            context = paragraph.get("context")
-            for qa in paragraph.get("qas", []):
-                answers = tuple(dict.fromkeys(a["text"] for a in qa.get("answers", [])))
-                impossible = bool(qa.get("is_impossible", False)) or not answers
-                items.append(
-                    QAItem(
-                        id=str(qa["id"]),
-                        question=str(qa["question"]),
-                        answers=answers,
-                        doc_ids=(title,) if title else (),
-                        answerable=not impossible,
-                        context=context,
-                    )
-                )
+    articles = parse_squad(raw, str(path))
+    items = [QAItem.from_dict(row) for article in articles for row in article.questions]
     _check_unique(items, str(path))
     return items
 

@@ -95,15 +95,7 @@ def run_eval(
 def _answer_batch(
     pipeline: Pipeline, run: RunSpec, batch: Sequence[QAItem], config: RunnerConfig
 ) -> list[Row]:
-    from rag.pipeline import AskOptions
-
-    options = AskOptions(
-        k=run.k,
-        shots=run.shots,
-        retrieval=run.variant.retrieval,
-        max_new_tokens=config.max_new_tokens,
-        mode=config.mode,
-    )
+    options = run.config.options(max_new_tokens=config.max_new_tokens, mode=config.mode)
     contexts: list[Sequence[Chunk] | None] | None = None
     if run.variant.oracle:
         batch = [item for item in batch if item.context or item.doc_ids]

@@ -1,9 +1,9 @@
-"""The variants compared, the concrete runs they expand to, and per-question attribution.
+"""The concrete runs the variants expand to, and per-question attribution.
 
-Every variant is a setting of the one answering pipeline the server uses (``AskOptions``:
-retrieval on or off, how many demonstrations), plus two levers outside it: the gold passage
-given as context (``oracle``: an upper bound separating retrieval failures from reading
-failures) and a LoRA adapter loaded into the generator (``lora``, ``lora-rag``).
+The variants themselves (name -> retrieval, demonstrations, adapter, oracle) are `rag.variants`,
+the table the server and the CLI read too, so a report's row means what a client asking for that
+name gets. Here: planning the runs (the requested variants plus the demonstrations sweep), the
+oracle's gold passage, and why each answer went right or wrong.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from eval.metrics import contains_answer
 from eval.qa import QAItem
 from rag.errors import ConfigError
 from rag.types import Chunk
+from rag.variants import DEFAULT_VARIANT, VARIANTS, Variant, VariantConfig, available, get_variant
 
 Attribution = Literal["correct", "retrieval miss", "reading miss", "refused"]
 ATTRIBUTIONS: tuple[Attribution, ...] = ("correct", "retrieval miss", "reading miss", "refused")
@@ -25,43 +26,11 @@ ATTRIBUTIONS: tuple[Attribution, ...] = ("correct", "retrieval miss", "reading m
 ORACLE_CHUNK_ID = -1
 
 #: The product default every other variant is compared against.
-BASELINE = "rag-few-shot"
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    description: str
-    retrieval: bool
-    #: Whether it uses the run's demonstrations (``--shots``); otherwise zero-shot.
-    demonstrations: bool
-    oracle: bool = False
-    adapter: bool = False
-
-
-VARIANTS: dict[str, Variant] = {
-    v.name: v
-    for v in (
-        Variant("closed-book", "no retrieval, zero-shot", retrieval=False, demonstrations=False),
-        Variant("few-shot", "no retrieval, demonstrations", retrieval=False, demonstrations=True),
-        Variant("rag", "retrieval, zero-shot", retrieval=True, demonstrations=False),
-        Variant(BASELINE, "retrieval + demonstrations (the product default)", True, True),
-        Variant("oracle", "gold passage as context + demonstrations", False, True, oracle=True),
-        Variant("lora", "LoRA adapter, no retrieval, zero-shot", False, False, adapter=True),
-        Variant("lora-rag", "LoRA adapter + retrieval + demonstrations", True, True, adapter=True),
-    )
-}
-
-
-def get_variant(name: str) -> Variant:
-    try:
-        return VARIANTS[name]
-    except KeyError:
-        raise ConfigError(f"Unknown variant: {name} (known: {', '.join(VARIANTS)})") from None
+BASELINE = DEFAULT_VARIANT
 
 
 def default_variants(with_adapter: bool) -> tuple[str, ...]:
-    return tuple(name for name, v in VARIANTS.items() if with_adapter or not v.adapter)
+    return tuple(v.name for v in available(adapter=with_adapter, oracle=True))
 
 
 @dataclass(frozen=True)
@@ -76,8 +45,14 @@ class RunSpec:
     sweep: bool = False
 
     @property
+    def config(self) -> VariantConfig:
+        """What this run answers with (what the server runs for ``variant``'s name, too)."""
+        return self.variant.configure(shots=self.shots, k=self.k)
+
+    @property
     def config_key(self) -> tuple[bool, int, bool, bool]:
-        return (self.variant.retrieval, self.shots, self.variant.oracle, self.variant.adapter)
+        config = self.config
+        return (config.retrieval, config.shots, config.oracle, config.adapter)
 
 
 def plan_runs(
@@ -91,7 +66,7 @@ def plan_runs(
     runs = []
     for name in dict.fromkeys(names):
         variant = get_variant(name)
-        runs.append(RunSpec(name, variant, shots if variant.demonstrations else 0, k))
+        runs.append(RunSpec(name, variant, variant.configure(shots=shots, k=k).shots, k))
     covered = {run.config_key for run in runs}
     for count in sorted(set(sweep)):
         if count < 0:

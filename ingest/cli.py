@@ -71,13 +71,11 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
     ) -> None:
         """Index documents: load, chunk, embed and store them, incrementally and crash-safely."""
-        from ingest.pipeline import ingest_paths
+        from ingest.pipeline import IngestOptions, ingest_paths
         from rag.settings import load_settings
 
         settings = load_settings()
-        summary = ingest_paths(
-            paths,
-            index if index is not None else settings.index,
+        options = IngestOptions(
             embedder_name=embedder or settings.embedder,
             include=include,
             exclude=exclude,
@@ -90,6 +88,7 @@ def register(app: typer.Typer) -> None:
             progress=not as_json,
             device=settings.device or None,
         )
+        summary = ingest_paths(paths, index if index is not None else settings.index, options)
         if as_json:
             typer.echo(json.dumps(summary.to_dict()))
         else:

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ingest.squad import parse_squad
+
 _QUESTION_HEADING = re.compile(r"^#{2,4}[ \t]+(.+\?)[ \t]*$", re.M)
 _ANY_HEADING = re.compile(r"^#{1,6}[ \t]", re.M)
 _NQ_INPUT = re.compile(r"\s*Question:\s*(.*?)\s*\nContext:\s*(.*?)\s*$", re.S)
-_UNSAFE_FILENAME = re.compile(r"[^\w\-().,]+")
 
 
 @dataclass(frozen=True)
@@ -84,28 +85,12 @@ def _unbullet(answer: str) -> str:
 
 def convert_squad(members: dict[str, bytes], docs: Path, qa: Path) -> Converted:
     """SQuAD: each article one Markdown file whose paragraphs stay paragraphs."""
-    data = json.loads(members["squad"])["data"]
+    articles = parse_squad(members["squad"], "the SQuAD file")
     docs.mkdir(parents=True)
-    rows: list[dict[str, Any]] = []
-    for article in data:
-        name = _UNSAFE_FILENAME.sub("_", article["title"]) + ".md"
-        paragraphs = [" ".join(p["context"].split()) for p in article["paragraphs"]]
-        title = article["title"].replace("_", " ")
-        (docs / name).write_text(f"# {title}\n\n" + "\n\n".join(paragraphs) + "\n", "utf-8")
-        for paragraph, context in zip(article["paragraphs"], paragraphs, strict=True):
-            for qa_item in paragraph["qas"]:
-                answers = list(dict.fromkeys(a["text"].strip() for a in qa_item["answers"]))
-                rows.append(
-                    {
-                        "id": qa_item["id"],
-                        "question": qa_item["question"].strip(),
-                        "answers": answers,
-                        "doc_ids": [name],
-                        "answerable": True,
-                        "context": context,
-                    }
-                )
-    return Converted(len(data), _write_qa(qa, rows))
+    for article in articles:
+        (docs / article.doc_id).write_text(article.markdown(), "utf-8")
+    rows = (row for article in articles for row in article.questions)
+    return Converted(len(articles), _write_qa(qa, rows))
 
 
 def convert_counterfactual(members: dict[str, bytes], docs: Path, qa: Path) -> Converted:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from ingest.chunker import ChunkerConfig, chunk_document
 from ingest.loaders import DEFAULT_MAX_BYTES, SourceFile, discover, load_file
-from rag.errors import ConfigError, EmbedderMismatch, InputError
+from rag.errors import ConfigError, InputError
+from rag.models import DEFAULT_EMBEDDER
 from rag.store import DocumentInfo, read_documents
 from rag.store_layout import Manifest, not_found
 from rag.store_write import IndexWriter
@@ -62,42 +63,52 @@ class _Plan:
     unchanged: int = 0
 
 
+@dataclass(frozen=True)
+class IngestOptions:
+    """How to ingest. The chunk sizes and vector index kind default to the index's own settings
+    (256/32/flat for a new index); other chunk sizes need ``reindex``, another vector index kind
+    is converted in place. ``chunk_tokens`` is capped at what the embedder reads."""
+
+    #: The embedder of a new index, when no loaded one is given (a registry name or a folder).
+    embedder_name: str = DEFAULT_EMBEDDER
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    #: Remove documents whose files are gone from an ingested folder.
+    prune: bool = True
+    #: Rebuild from scratch (another embedder or chunk sizes).
+    reindex: bool = False
+    chunk_tokens: int | None = None
+    chunk_overlap: int | None = None
+    vector_index: str | None = None
+    #: The text field of JSON/JSONL records.
+    json_field: str = "text"
+    max_file_bytes: int = DEFAULT_MAX_BYTES
+    #: Show a progress bar while embedding.
+    progress: bool = False
+    device: str | None = None
+
+
 def ingest_paths(
     paths: Sequence[Path],
     index_dir: Path,
+    options: IngestOptions = IngestOptions(),
     *,
     embedder: Embedder | None = None,
-    embedder_name: str = "minilm",
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    prune: bool = True,
-    reindex: bool = False,
-    chunk_tokens: int | None = None,
-    chunk_overlap: int | None = None,
-    vector_index: str | None = None,
-    json_field: str = "text",
-    progress: bool = False,
-    device: str | None = None,
-    max_file_bytes: int = DEFAULT_MAX_BYTES,
 ) -> IngestSummary:
-    """Bring the index at ``index_dir`` in line with ``paths`` (files and folders).
-
-    ``chunk_tokens``/``chunk_overlap``/``vector_index`` default to the index's own settings (or
-    256/32/flat for a new index); other chunk sizes need ``reindex``. A different vector index
-    kind is converted in place. ``chunk_tokens`` is capped at what the embedder reads.
-    """
+    """Bring the index at ``index_dir`` in line with ``paths`` (files and folders), embedding
+    with ``embedder`` when given (else the one ``options`` names, loaded only if needed)."""
     started = time.perf_counter()
     index_dir = Path(index_dir)
-    files = discover([Path(p) for p in paths], include, exclude, skip=index_dir)
+    files = discover([Path(p) for p in paths], options.include, options.exclude, skip=index_dir)
     summary = IngestSummary(index=str(index_dir))
-    name = embedder.name if embedder is not None else embedder_name
+    name = embedder.name if embedder is not None else options.embedder_name
     with IndexWriter(index_dir) as writer:
-        old = None if reindex else writer.manifest
-        manifest = _manifest(old, name, chunk_tokens, chunk_overlap, vector_index)
+        old = None if options.reindex else writer.manifest
+        manifest = _manifest(old, name, options)
         config = ChunkerConfig(manifest.chunk_tokens, manifest.chunk_overlap)
         stored = _stored_documents(index_dir) if old is not None else {}
-        documents = _load(files, json_field, max_file_bytes, summary)
-        plan = _plan(files, documents, stored, prune)
+        documents = _load(files, options.json_field, options.max_file_bytes, summary)
+        plan = _plan(files, documents, stored, options.prune)
         converting = old is not None and old.vector_index != manifest.vector_index
         if not (plan.new or plan.changed or plan.remove or converting or old is None):
             summary.unchanged = plan.unchanged
@@ -106,17 +117,18 @@ def ingest_paths(
             return summary
         todo = plan.new + plan.changed
         if todo or old is None:
-            embedder = embedder or _load_embedder(name, device)
+            embedder = embedder or _load_embedder(name, options.device)
             embedder.warm_up()
             manifest.dimension = embedder.dimension
             config = replace(config, chunk_tokens=min(config.chunk_tokens, embedder.max_tokens))
-        writer.begin(manifest, reindex=reindex)
+        writer.begin(manifest, reindex=options.reindex)
         for doc_id in plan.remove:
             writer.remove_document(doc_id)
         if todo:
             assert embedder is not None
             chunked = [chunk_document(doc, embedder.count_tokens, config) for doc in todo]
-            vectors = embed_chunks(embedder, [c for chunks in chunked for c in chunks], progress)
+            every_chunk = [c for chunks in chunked for c in chunks]
+            vectors = embed_chunks(embedder, every_chunk, options.progress)
             offset = 0
             for doc, chunks in zip(todo, chunked, strict=True):
                 writer.add_document(doc, chunks, vectors[offset : offset + len(chunks)])
@@ -172,36 +184,27 @@ def embed_chunks(embedder: Embedder, chunks: Sequence[Chunk], progress: bool) ->
     return out
 
 
-def _manifest(
-    old: Manifest | None,
-    embedder: str,
-    chunk_tokens: int | None,
-    chunk_overlap: int | None,
-    vector_index: str | None,
-) -> Manifest:
+def _manifest(old: Manifest | None, embedder: str, options: IngestOptions) -> Manifest:
     if old is None:
         return Manifest(
             embedder=embedder,
             dimension=0,
-            chunk_tokens=chunk_tokens or DEFAULT_CHUNK_TOKENS,
-            chunk_overlap=DEFAULT_OVERLAP if chunk_overlap is None else chunk_overlap,
-            vector_index=vector_index or "flat",
+            chunk_tokens=options.chunk_tokens or DEFAULT_CHUNK_TOKENS,
+            chunk_overlap=(
+                DEFAULT_OVERLAP if options.chunk_overlap is None else options.chunk_overlap
+            ),
+            vector_index=options.vector_index or "flat",
         )
-    if old.embedder != embedder:
-        raise EmbedderMismatch(
-            f"this index was built with embedder {old.embedder!r}, not {embedder!r}: ingest "
-            f"with `--embedder {old.embedder}`, or rebuild it with `--reindex --embedder "
-            f"{embedder}`"
-        )
-    overlap = old.chunk_overlap if chunk_overlap is None else chunk_overlap
-    asked = (chunk_tokens or old.chunk_tokens, overlap)
+    old.require_embedder(embedder)
+    overlap = old.chunk_overlap if options.chunk_overlap is None else options.chunk_overlap
+    asked = (options.chunk_tokens or old.chunk_tokens, overlap)
     if asked != (old.chunk_tokens, old.chunk_overlap):
         raise ConfigError(
             f"this index was chunked with --chunk-tokens {old.chunk_tokens} --overlap "
             f"{old.chunk_overlap}; pass the same values, or add --reindex to rebuild it with "
             f"{asked[0]}/{asked[1]}"
         )
-    return replace(old, vector_index=vector_index or old.vector_index)
+    return replace(old, vector_index=options.vector_index or old.vector_index)
 
 
 def _load_embedder(name: str, device: str | None) -> Embedder:

@@ -13,12 +13,20 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from rag.variants import DEFAULT_VARIANT, VARIANTS
+
 if TYPE_CHECKING:
     from rag.pipeline import AskOptions, Pipeline
     from rag.types import Answer, Chunk, Hit, Message
 
 INDEX_HELP = "Index folder (default: RAG_INDEX or ./index)."
 MODE_HELP = "Retrieval: hybrid (dense + keyword, fused), dense or keyword."
+VARIANT_HELP = (
+    f"How to answer, named as in the server and the report: "
+    f"{', '.join(n for n, v in VARIANTS.items() if not v.oracle)} "
+    f"(default: {DEFAULT_VARIANT}; lora-rag with --adapter)."
+)
+SHOTS_HELP = "Demonstrations in the prompt, for the variants that show them."
 
 
 def _source_line(marker: int, chunk: Chunk) -> str:
@@ -112,9 +120,9 @@ def register(app: typer.Typer) -> None:
         model: str | None = typer.Option(
             None, "--model", help="Generator: registry name or folder."
         ),
+        variant: str | None = typer.Option(None, "--variant", help=VARIANT_HELP),
         k: int = typer.Option(5, "--k", help="Passages to retrieve."),
-        shots: int = typer.Option(2, "--shots", help="Demonstrations in the prompt (0 for none)."),
-        no_retrieval: bool = typer.Option(False, "--no-retrieval", help="Answer closed-book."),
+        shots: int = typer.Option(2, "--shots", help=SHOTS_HELP),
         mode: str = typer.Option("hybrid", "--mode", help=MODE_HELP),
         min_score: float | None = typer.Option(
             None, "--min-score", help="Relevance floor on the dense cosine (default: calibrated)."
@@ -127,21 +135,18 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the whole Answer as JSON."),
     ) -> None:
         """Answer QUESTION from the indexed documents, streaming, then list the cited sources."""
-        from rag.pipeline import AskOptions, build_pipeline
+        from rag.pipeline import build_pipeline
         from rag.retrieve import parse_mode
         from rag.settings import load_settings
+        from rag.variants import for_answering
 
         settings = load_settings()
-        options = AskOptions(
-            k=k,
-            shots=shots,
-            retrieval=not no_retrieval,
-            mode=parse_mode(mode),
-            min_score=min_score,
-            max_new_tokens=max_new_tokens,
+        config = for_answering(variant, adapter=adapter is not None).configure(shots=shots, k=k)
+        options = config.options(
+            mode=parse_mode(mode), min_score=min_score, max_new_tokens=max_new_tokens
         )
         pipeline = build_pipeline(
-            None if no_retrieval else (index or settings.index),
+            (index or settings.index) if config.retrieval else None,
             model or settings.model,
             cache_dir=settings.cache_dir,
             device=settings.device or None,
@@ -161,24 +166,27 @@ def register(app: typer.Typer) -> None:
         model: str | None = typer.Option(
             None, "--model", help="Generator: registry name or folder."
         ),
+        variant: str | None = typer.Option(None, "--variant", help=VARIANT_HELP),
         k: int = typer.Option(5, "--k", help="Passages to retrieve."),
-        shots: int = typer.Option(2, "--shots", help="Demonstrations in the prompt (0 for none)."),
+        shots: int = typer.Option(2, "--shots", help=SHOTS_HELP),
         adapter: Path | None = typer.Option(None, "--adapter", help="A LoRA adapter folder."),
     ) -> None:
         """Chat over the indexed documents; follow-ups keep the context. /sources /reset /quit."""
-        from rag.pipeline import AskOptions, build_pipeline
+        from rag.pipeline import build_pipeline
         from rag.settings import load_settings
         from rag.types import Message
+        from rag.variants import for_answering
 
         settings = load_settings()
+        config = for_answering(variant, adapter=adapter is not None).configure(shots=shots, k=k)
         pipeline = build_pipeline(
-            index or settings.index,
+            (index or settings.index) if config.retrieval else None,
             model or settings.model,
             cache_dir=settings.cache_dir,
             device=settings.device or None,
             adapter=adapter,
         )
-        options = AskOptions(k=k, shots=shots)
+        options = config.options()
         history: list[Message] = []
         last: Answer | None = None
         typer.echo("Ask a question. Commands: /sources, /reset, /quit.")

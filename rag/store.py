@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.errors import EmbedderMismatch, IndexCorrupt
+from rag.errors import IndexCorrupt
+from rag.search_index import SearchIndex
 from rag.store_layout import (
     DATABASE,
     MANIFEST,
@@ -33,8 +34,6 @@ from rag.vectors import FaissIndex, load_vector_index
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from rag.embed import Embedder
 
 __all__ = ["CheckReport", "DocumentInfo", "Index", "Manifest"]
 
@@ -150,7 +149,7 @@ def read_documents(path: Path) -> list[DocumentInfo]:
     return [document_from_row(r) for r in rows]
 
 
-class Index:
+class Index(SearchIndex):
     """One published generation of an index folder, open for reading (thread-safe)."""
 
     def __init__(
@@ -244,16 +243,6 @@ class Index:
         except IndexCorrupt:
             return True
 
-    def check_embedder(self, embedder: Embedder) -> None:
-        """Refuse an embedder other than the one the index was built with."""
-        if embedder.name != self.manifest.embedder:
-            raise EmbedderMismatch(
-                f"the index at {self.path} was built with embedder {self.manifest.embedder!r}, "
-                f"not {embedder.name!r}: use {self.manifest.embedder!r}, or rebuild the index "
-                f"with `rag ingest PATH... --index {self.path} --reindex --embedder "
-                f"{embedder.name}`"
-            )
-
     # -- chunks ---------------------------------------------------------------------------------
 
     def get_chunks(self, ids: Sequence[int]) -> list[Chunk]:
@@ -307,11 +296,7 @@ class Index:
         self, vector: np.ndarray, k: int, allowed: set[int] | None = None
     ) -> list[tuple[int, float]]:
         """``(chunk id, cosine)`` pairs, best first."""
-        if vector.shape[-1] != self.manifest.dimension:
-            raise EmbedderMismatch(
-                f"query vector has {vector.shape[-1]} dimensions; the index at {self.path} holds "
-                f"{self.manifest.dimension}-d vectors from {self.manifest.embedder!r}"
-            )
+        self.manifest.require_embedder(dimension=vector.shape[-1], where=self.path)
         return self._vectors.search(vector, k, allowed)
 
     def keyword_search(

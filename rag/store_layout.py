@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rag.errors import IndexCorrupt, IndexNotFound
+from rag.errors import EmbedderMismatch, IndexCorrupt, IndexNotFound
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
@@ -88,6 +88,22 @@ class Manifest:
         """This manifest once ``encoder`` has written vectors into the index."""
         written = {name for name in self.encoder.split("+") if name} | {encoder}
         return replace(self, encoder="+".join(sorted(written)))
+
+    def require_embedder(
+        self, name: str | None = None, dimension: int | None = None, *, where: object = None
+    ) -> None:
+        """Refuse an embedder other than the one this index was built with, known by its
+        ``name`` or by the ``dimension`` of its vectors (all a query vector tells)."""
+        if name in (None, self.embedder) and dimension in (None, self.dimension):
+            return
+        got = repr(name) if name is not None else f"one giving {dimension}-d vectors"
+        folder = "DIR" if where is None else where
+        raise EmbedderMismatch(
+            f"the index{'' if where is None else f' at {where}'} was built with embedder "
+            f"{self.embedder!r} ({self.dimension}-d), not {got}: use {self.embedder!r} "
+            f"(`--embedder {self.embedder}`), or rebuild the index with `rag ingest --reindex "
+            f"--embedder {name or 'NAME'} PATH... --index {folder}`"
+        )
 
     @classmethod
     def from_file(cls, path: Path) -> Manifest:

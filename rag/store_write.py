@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.errors import ConfigError, EmbedderMismatch, IndexLocked
+from rag.errors import ConfigError, IndexLocked
 from rag.store import DOCUMENT_COLUMNS, DocumentInfo, document_from_row
 from rag.store_layout import (
     CURRENT,
@@ -121,12 +121,7 @@ class IndexWriter:
             raise ConfigError("this writer has already begun")
         old = self.manifest
         if old is not None and not reindex:
-            if old.embedder != manifest.embedder or old.dimension != manifest.dimension:
-                raise EmbedderMismatch(
-                    f"the index at {self.root} was built with embedder {old.embedder!r} "
-                    f"({old.dimension}-d), not {manifest.embedder!r}: ingest with "
-                    f"`--embedder {old.embedder}`, or rebuild it with `--reindex`"
-                )
+            old.require_embedder(manifest.embedder, manifest.dimension, where=self.root)
             manifest.created = old.created
         manifest.created = manifest.created or now_iso()
         self.manifest = manifest
@@ -193,13 +188,12 @@ class IndexWriter:
         """Insert a document (replacing one with its id) with its chunks and their vectors."""
         import numpy as np
 
-        db, index = self._staged()
+        db, _ = self._staged()
+        assert self.manifest is not None  # begin() set it
         if len(chunks) != len(vectors):
             raise ConfigError(f"{len(chunks)} chunks but {len(vectors)} vectors")
-        if len(chunks) and vectors.shape[1] != index.dimension:
-            raise EmbedderMismatch(
-                f"vectors have {vectors.shape[1]} dimensions; the index holds {index.dimension}"
-            )
+        if len(chunks):
+            self.manifest.require_embedder(dimension=vectors.shape[1], where=self.root)
         self.remove_document(document.id)
         ids = list(range(self._next_id, self._next_id + len(chunks)))
         self._next_id += len(chunks)

@@ -17,10 +17,11 @@ from fastapi import Request
 
 from rag.pipeline import AskOptions
 from rag.types import Answer, Message
+from rag.variants import Variant
 from serve.gate import QueueFull, Run
 from serve.http_errors import ApiError
 from serve.metrics import Metrics
-from serve.state import ServerState, Variant
+from serve.state import ServerState
 
 T = TypeVar("T")
 

@@ -88,7 +88,7 @@ def _add_probes(app: FastAPI, state: ServerState, metrics: Metrics) -> None:
             "variants": [v.name for v in state.variants()],
         }
         try:
-            index = state.pipeline().index
+            index = state.index()
             if index is not None:
                 body["index"] = {
                     "path": str(index.path),

@@ -1,9 +1,12 @@
 """The OpenAI-compatible API: `POST /v1/chat/completions` (streaming or not) and `GET /v1/models`.
 
-Any OpenAI client works against it. The ``model`` field picks a variant (`rag`, `closed-book`,
-and `lora`/`lora-rag` when an adapter is loaded). The cited passages travel in an extra
-top-level ``sources`` field: on the response, and on the last streamed chunk (the one carrying
-``finish_reason``), where OpenAI clients keep it as an extra attribute and otherwise ignore it.
+Any OpenAI client works against it. The ``model`` field picks a variant by the name the
+evaluation's report uses (`rag-few-shot` when absent; `GET /v1/models` lists them). Two extra
+top-level fields ride along: ``sources`` (the cited passages) and ``variant`` (the configuration
+the answer ran with: retrieval, shots, k, adapter), on the response and on the last streamed
+chunk (the one carrying ``finish_reason``), where OpenAI clients keep them as extra attributes
+and otherwise ignore them. Retrieval settings (``k``, ``shots``, ``mode``, ``min_score``,
+``mmr``, ``source_glob``, ``doc_ids``) are accepted as extensions (``extra_body``).
 """
 
 from __future__ import annotations
@@ -19,13 +22,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from rag.errors import RagError
-from rag.pipeline import AskOptions
 from rag.types import Answer
+from rag.variants import VariantConfig
 from serve.answering import AnswerStream, ClientGone, complete_answer, open_answer
+from serve.deps import AppMetrics, State
 from serve.http_errors import ApiError, error_body, log, rag_error_fields
-from serve.metrics import Metrics
 from serve.schemas import ChatRequest, sources_json, usage_json
-from serve.state import ServerState
 
 router = APIRouter()
 
@@ -37,13 +39,8 @@ _ID_PREFIX = uuid.uuid4().hex[:12]
 _ids = itertools.count(1)
 
 
-def _state(request: Request) -> tuple[ServerState, Metrics]:
-    return request.app.state.server, request.app.state.metrics
-
-
 @router.get("/v1/models")
-def list_models(request: Request) -> dict[str, Any]:
-    state, _ = _state(request)
+def list_models(state: State) -> dict[str, Any]:
     created = int(state.loaded_at or time.time())
     return {
         "object": "list",
@@ -61,8 +58,9 @@ def list_models(request: Request) -> dict[str, Any]:
 
 
 @router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(body: ChatRequest, request: Request) -> Response:
-    state, metrics = _state(request)
+async def chat_completions(
+    body: ChatRequest, request: Request, state: State, metrics: AppMetrics
+) -> Response:
     limits = state.config.limits
     limits.check_conversation([m.text() for m in body.messages])
     max_tokens = body.max_completion_tokens or body.max_tokens
@@ -78,17 +76,9 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response:
     if not question.strip():
         raise ApiError(400, "The last message is empty: ask something.", param="messages")
     variant = state.variant(body.model)
-    defaults = AskOptions()
-    options = AskOptions(
-        k=defaults.k if body.k is None else body.k,
-        shots=defaults.shots if body.shots is None else body.shots,
-        retrieval=variant.retrieval,
-        max_new_tokens=max_tokens or defaults.max_new_tokens,
-        temperature=body.temperature if body.temperature is not None else 0.0,
-        stop=body.stop_strings(),
-    )
+    config, options = body.options(variant, max_tokens=max_tokens, stop=body.stop_strings())
     history = [m.to_message() for m in body.messages[:-1]]
-    completion = _Completion(variant.name)
+    completion = _Completion(config)
     try:
         if not body.stream:
             final = await complete_answer(
@@ -127,6 +117,7 @@ async def _sse(
                     continue
                 finish = completion.chunk({}, finish_reason=item.finish_reason)
                 finish["sources"] = sources_json(item)
+                finish["variant"] = completion.variant.to_dict()
                 if item.warnings:
                     finish["warnings"] = list(item.warnings)
                 events.append(_event(finish))
@@ -156,19 +147,19 @@ def _event(payload: dict[str, Any]) -> str:
 
 
 class _Completion:
-    """The id, timestamp and model shared by every chunk of one completion."""
+    """The id, timestamp and variant shared by every chunk of one completion."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, variant: VariantConfig) -> None:
         self.id = f"chatcmpl-{_ID_PREFIX}{next(_ids):x}"
         self.created = int(time.time())
-        self.model = model
+        self.variant = variant
 
     def _head(self, kind: str) -> dict[str, Any]:
         return {
             "id": self.id,
             "object": kind,
             "created": self.created,
-            "model": self.model,
+            "model": self.variant.name,
             "system_fingerprint": None,
         }
 
@@ -189,6 +180,7 @@ class _Completion:
             "choices": [choice],
             "usage": usage_json(answer),
             "sources": sources_json(answer),
+            "variant": self.variant.to_dict(),
             "refused": answer.refused,
             "warnings": list(answer.warnings),
             "timings": {

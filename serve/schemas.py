@@ -13,7 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rag.pipeline import AskOptions
 from rag.types import Answer, Chunk, Hit, Message
+from rag.variants import Variant, VariantConfig
 
 # -- requests ----------------------------------------------------------------------------------
 
@@ -48,31 +50,9 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatRequest(BaseModel):
-    """OpenAI's chat completion request, the fields this server honours."""
-
-    model_config = ConfigDict(extra="ignore", strict=True)
-    model: str = "rag"
-    messages: list[ChatMessage]
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    stop: str | list[str] | None = None
-    #: Extensions (OpenAI clients send them with ``extra_body``): passages and demonstrations.
-    k: int | None = Field(default=None, ge=0, le=100)
-    shots: int | None = Field(default=None, ge=0, le=20)
-
-    def stop_strings(self) -> tuple[str, ...]:
-        if self.stop is None:
-            return ()
-        stops = [self.stop] if isinstance(self.stop, str) else self.stop
-        return tuple(s for s in stops if s)
-
-
 class Filters(BaseModel):
-    """Retrieval settings shared by `/v1/ask` and `/v1/search`."""
+    """Retrieval settings: of `/v1/search`, and of every answer (chat completions take them as
+    extensions, which OpenAI clients send with ``extra_body``)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
     k: int = Field(default=5, ge=0, le=100)
@@ -82,14 +62,68 @@ class Filters(BaseModel):
     mmr: bool = False
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
 
+    def _filters(self) -> dict[str, Any]:
+        return {
+            "source_glob": self.source_glob,
+            "doc_ids": tuple(self.doc_ids),
+            "min_score": self.min_score,
+            "mmr": self.mmr,
+            "mode": self.mode,
+        }
 
-class AskRequest(Filters):
+    def search_options(self) -> AskOptions:
+        return AskOptions(k=self.k, **self._filters())
+
+
+class AnswerSettings(Filters):
+    """What both answering routes take besides the question: the variant and how to answer."""
+
+    #: A variant name (`GET /v1/models`); none means the default.
+    model: str | None = None
+    #: Demonstrations for the variants that show them (the zero-shot ones show none).
+    shots: int | None = Field(default=None, ge=0, le=20)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+
+    def options(
+        self, variant: Variant, *, max_tokens: int | None, stop: tuple[str, ...] = ()
+    ) -> tuple[VariantConfig, AskOptions]:
+        """The configuration ``variant`` runs with for this request, and the pipeline's options
+        (the one builder of both answering routes)."""
+        defaults = AskOptions()
+        config = variant.configure(
+            shots=defaults.shots if self.shots is None else self.shots, k=self.k
+        )
+        options = config.options(
+            **self._filters(),
+            max_new_tokens=max_tokens or defaults.max_new_tokens,
+            temperature=self.temperature or 0.0,
+            stop=stop,
+        )
+        return config, options
+
+
+class ChatRequest(AnswerSettings):
+    """OpenAI's chat completion request, the fields this server honours."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    messages: list[ChatMessage]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+
+    def stop_strings(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        stops = [self.stop] if isinstance(self.stop, str) else self.stop
+        return tuple(s for s in stops if s)
+
+
+class AskRequest(AnswerSettings):
     question: str
-    model: str = "rag"
-    shots: int = Field(default=2, ge=0, le=20)
     history: list[ChatMessage] = Field(default_factory=list)
     max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
 
 
 class SearchRequest(Filters):
@@ -128,9 +162,10 @@ def sources_json(answer: Answer) -> list[dict[str, Any]]:
     ]
 
 
-def answer_json(answer: Answer, *, variant: str) -> dict[str, Any]:
+def answer_json(answer: Answer, *, variant: VariantConfig) -> dict[str, Any]:
     return {
-        "model": variant,
+        "model": variant.name,
+        "variant": variant.to_dict(),
         "answer": answer.text,
         "refused": answer.refused,
         "citations": sources_json(answer),

@@ -35,11 +35,13 @@ def build_state(settings: ServeSettings) -> ServerState:
     )
 
     def load() -> Pipelines:
-        from rag.pipeline import Pipeline, build_pipeline
+        from rag.pipeline import build_pipeline
+        from rag.store import Index
 
         device = settings.device or None
+        index = Index.open(settings.index)
         base = build_pipeline(
-            settings.index,
+            index,
             settings.model,
             cache_dir=settings.cache_dir,
             device=device,
@@ -60,16 +62,8 @@ def build_state(settings: ServeSettings) -> ServerState:
                 base_url=settings.base_url,
                 api_key=settings.backend_api_key,
             )
-            adapter = Pipeline(
-                generator,
-                index=base.index,
-                embedder=base.embedder,
-                examples=base.examples,
-                refusal=base.refusal,
-                min_score=base.min_score,
-                condense=base.condense,
-            )
-        return Pipelines(base=base, adapter=adapter)
+            adapter = base.using(generator=generator)
+        return Pipelines(base=base, adapter=adapter, index=index)
 
     return ServerState(load, config)
 

@@ -1,4 +1,4 @@
-"""What the app holds between requests: the loaded pipelines, the index folder, the variants.
+"""What the app holds between requests: the loaded pipelines, the open index, the variants.
 
 The model loads once, in the background at start-up (so `/healthz` answers while it loads and
 `/readyz` says when it is done). When another process (or an upload) writes the index, the index
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.errors import RagError, UnknownModel
+from rag.variants import DEFAULT_VARIANT, Variant, available
 from serve.gate import GenerationGate
 from serve.http_errors import ApiError
 from serve.limits import Limits
@@ -28,31 +29,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("serve")
 
 
-@dataclass(frozen=True)
-class Variant:
-    """A ``model`` name clients may ask for: which pipeline, with or without retrieval."""
-
-    name: str
-    retrieval: bool
-    adapter: bool
-    description: str
-
-
-VARIANTS: tuple[Variant, ...] = (
-    Variant("rag", True, False, "retrieval + few-shot demonstrations (default)"),
-    Variant("closed-book", False, False, "the model alone, no retrieval"),
-    Variant("lora", False, True, "the LoRA adapter, no retrieval"),
-    Variant("lora-rag", True, True, "the LoRA adapter with retrieval"),
-)
-DEFAULT_VARIANT = "rag"
-
-
 @dataclass
 class Pipelines:
-    """The base model's pipeline, and the adapter's when one is configured."""
+    """The base model's pipeline, the adapter's when one is configured, and the open index they
+    both search (None without an index folder)."""
 
     base: Pipeline
     adapter: Pipeline | None = None
+    index: Index | None = None
+
+    def over(self, index: Index) -> Pipelines:
+        """The same pipelines over another generation of the index."""
+        adapter = None if self.adapter is None else self.adapter.using(index=index)
+        return Pipelines(self.base.using(index=index), adapter, index)
 
 
 @dataclass
@@ -114,11 +103,13 @@ class ServerState:
     # -- variants ----------------------------------------------------------------------------
 
     def variants(self) -> list[Variant]:
+        """What clients may ask for: every variant but the oracle; the LoRA ones with an adapter."""
         has_adapter = self.pipelines is not None and self.pipelines.adapter is not None
-        return [v for v in VARIANTS if has_adapter or not v.adapter]
+        return available(adapter=has_adapter, oracle=False)
 
     def variant(self, name: str | None) -> Variant:
-        """The variant a request's ``model`` field names; 404 (OpenAI's code) for others."""
+        """The variant a request's ``model`` field names (the default when none); 404 (OpenAI's
+        code) for others."""
         wanted = name or DEFAULT_VARIANT
         for variant in self.variants():
             if variant.name == wanted:
@@ -141,25 +132,23 @@ class ServerState:
         return pipelines.base
 
     def index(self) -> Index | None:
-        return self.require_ready().base.index
+        """The open index, reopened first if it changed on disk (blocking, like ``pipeline``)."""
+        self.refresh_index()
+        return self.require_ready().index
 
     def refresh_index(self) -> bool:
         """Reopen the index if its live generation changed; True when it did."""
-        pipelines = self.require_ready()
-        index = pipelines.base.index
+        index = self.require_ready().index
         if index is None or self.config.index_dir is None or not index.is_stale():
             return False
         with self._lock:
             current = self.require_ready()
-            if current.base.index is not index:  # another thread already reopened it
+            if current.index is not index:  # another thread already reopened it
                 return True
             from rag.store import Index
 
             fresh = Index.open(self.config.index_dir)
-            self.pipelines = Pipelines(
-                base=_with_index(current.base, fresh),
-                adapter=None if current.adapter is None else _with_index(current.adapter, fresh),
-            )
+            self.pipelines = current.over(fresh)
         log.info("index reopened at generation %s", fresh.generation)
         # The old index stays open for requests still using it; it closes when they drop it.
         return True
@@ -178,18 +167,3 @@ class ServerState:
                 headers={"Retry-After": "5"},
             )
         return self.pipelines
-
-
-def _with_index(pipeline: Pipeline, index: Index) -> Pipeline:
-    """The same loaded parts over another index (the constructor is cheap)."""
-    from rag.pipeline import Pipeline
-
-    return Pipeline(
-        pipeline.generator,
-        index=index,
-        embedder=pipeline.embedder,
-        examples=pipeline.examples,
-        refusal=pipeline.refusal,
-        min_score=pipeline.min_score,
-        condense=pipeline.condense,
-    )

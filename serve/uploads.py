@@ -1,10 +1,11 @@
-"""Uploaded files: sanitized names, a size limit, stored inside the index folder only.
+"""Uploaded files: sanitized names, a size limit, stored inside the index folder only, ingested.
 
 A client names its file; that name must never choose where the bytes land. The name is reduced
 to its last component and a safe alphabet, the suffix must be a kind the ingester reads, and the
 resolved path is checked to lie in `DIR/uploads/` before anything is written. Bytes go to a
 temporary file first and are renamed into place, so a failed or oversized upload leaves nothing
-half-written behind.
+half-written behind; files the ingester refuses are removed again, so `uploads/` holds what the
+index holds.
 """
 
 from __future__ import annotations
@@ -13,11 +14,18 @@ import os
 import re
 import tempfile
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from serve.http_errors import ApiError
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestSummary
+    from rag.embed import Embedder
 
 UPLOADS = "uploads"
 #: What the ingester reads (ingest.loaders; it would read other names as plain text).
@@ -114,3 +122,48 @@ def target_path(folder: Path, name: str) -> Path:
             400, f"Refusing to write {name!r} outside the uploads folder.", param="files"
         )
     return target
+
+
+async def ingest_uploads(
+    files: Sequence[UploadFile], index_dir: Path, *, budget: int, embedder: Embedder | None
+) -> tuple[list[str], IngestSummary]:
+    """Store ``files`` in `DIR/uploads/` (the same name again replaces one) and ingest them.
+
+    Every file is received in full before any is put in place, so a refused upload (too large,
+    empty, a bad name) leaves the folder as it was. Returns the names now stored and indexed,
+    and the ingestion's summary. Run it under the app's write lock.
+    """
+    names = [safe_filename(f.filename) for f in files]  # refuse a bad name before writing any
+    if len(set(names)) != len(names):
+        raise ApiError(400, f"Two uploads share a name after sanitizing: {names}", param="files")
+    folder = uploads_dir(index_dir)
+    targets = [target_path(folder, name) for name in names]
+    received: list[Path] = []
+    try:
+        for upload in files:
+            temp, size = await receive_upload(upload, folder, budget)
+            received.append(temp)
+            budget -= size
+    except BaseException:
+        for temp in received:
+            temp.unlink(missing_ok=True)
+        raise
+    new = [not target.exists() for target in targets]
+    for temp, target in zip(received, targets, strict=True):
+        os.replace(temp, target)
+    from ingest.pipeline import IngestOptions, ingest_paths
+
+    try:
+        summary = await run_in_threadpool(
+            lambda: ingest_paths(targets, index_dir, IngestOptions(prune=False), embedder=embedder)
+        )
+    except BaseException:
+        for target, is_new in zip(targets, new, strict=True):
+            if is_new:
+                target.unlink(missing_ok=True)
+        raise
+    failed = {Path(path).name for path, _ in summary.failed}
+    for target in targets:
+        if target.name in failed:
+            target.unlink(missing_ok=True)
+    return [t.name for t in targets if t.name not in failed], summary

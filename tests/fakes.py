@@ -1,6 +1,6 @@
 """Deterministic stand-ins for the heavy stages, for tests of logic.
 
-`FakeIndex` is an in-memory index for retrieval logic. `FakeEmbedder` hashes words into a
+`FakeIndex` is an in-memory `SearchIndex` for retrieval logic. `FakeEmbedder` hashes words into a
 fixed-size bag-of-words vector, so texts that share words are near each other and results never
 change between runs. `ScriptedGenerator` answers from a script (a function of the messages, or a
 fixed list of replies) and streams word by word.
@@ -12,12 +12,13 @@ import fnmatch
 import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from rag.embed import Embedder
 from rag.generate.base import Delta, GenerationConfig, Generator
+from rag.search_index import SearchIndex
+from rag.store_layout import Manifest
 from rag.types import Chunk, Message
 
 _WORD = re.compile(r"\w+")
@@ -97,21 +98,17 @@ class ScriptedGenerator(Generator):
         )
 
 
-@dataclass
-class FakeManifest:
-    embedder: str
-    dimension: int
-
-
-class FakeIndex:
-    """In-memory `rag.store.Index`: exact cosine search over the embedder's vectors, and keyword
-    search scoring the query words a chunk contains (a ranking different from the dense one)."""
+class FakeIndex(SearchIndex):
+    """In memory: exact cosine search over the embedder's vectors, and keyword search scoring
+    the query words a chunk contains (a ranking different from the dense one)."""
 
     def __init__(self, chunks: Sequence[Chunk], embedder: Embedder) -> None:
         self.chunks = {c.id: c for c in chunks}
         self.ids = [c.id for c in chunks]
         self.vectors = embedder.embed([c.text for c in chunks])
-        self.manifest = FakeManifest(embedder=embedder.name, dimension=embedder.dimension)
+        self.manifest = Manifest(
+            embedder=embedder.name, dimension=embedder.dimension, chunk_tokens=256, chunk_overlap=0
+        )
         self.dense_calls: list[tuple[int, set[int] | None]] = []
 
     def get_chunks(self, ids: Sequence[int]) -> list[Chunk]:

@@ -229,6 +229,7 @@ async function ask(question) {
   scrollToEnd();
   const started = performance.now();
   let firstToken = null;
+  let variant = null;
   try {
     const history = turns.filter((t) => !t.error && t !== turn).map(({ role, content }) => ({ role, content }));
     const response = await api("/v1/chat/completions", {
@@ -258,11 +259,12 @@ async function ask(question) {
         }
         if (event.sources) turn.sources = event.sources;
         if (event.warnings) turn.warnings = event.warnings;
+        if (event.variant) variant = event.variant;
       });
     }
     turn.sources = turn.sources || [];
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
-    turn.meta = `${ui.model.value} · ${seconds} s` +
+    turn.meta = `${variant ? describeVariant(variant) : ui.model.value} · ${seconds} s` +
       (firstToken !== null ? ` · first words after ${(firstToken / 1000).toFixed(1)} s` : "");
   } catch (error) {
     if (error.name === "AbortError") {
@@ -280,6 +282,13 @@ async function ask(question) {
     item.replaceWith(renderTurn(turn));
     scrollToEnd();
   }
+}
+
+// What the answer ran with, as the server reports it: "rag-few-shot (k=5, 2 shots)".
+function describeVariant(v) {
+  const parts = [v.retrieval ? `k=${v.k}` : "no retrieval", `${v.shots} shot${v.shots === 1 ? "" : "s"}`];
+  if (v.adapter) parts.push("LoRA");
+  return `${v.name} (${parts.join(", ")})`;
 }
 
 function setBusy(busy) {

@@ -59,7 +59,7 @@ def make_pipeline(script: Any = reader) -> Pipeline:
     embedder = FakeEmbedder()
     return Pipeline(
         ScriptedGenerator(script=script),
-        index=FakeIndex(CHUNKS, embedder),  # type: ignore[arg-type]
+        index=FakeIndex(CHUNKS, embedder),
         embedder=embedder,
         examples=ExampleBank.default(embedder=embedder),
     )

@@ -150,7 +150,7 @@ def tiny_pipeline() -> Pipeline:
     embedder = FakeEmbedder()
     return Pipeline(
         TinyGenerator(),
-        index=FakeIndex(CHUNKS, embedder),  # type: ignore[arg-type]
+        index=FakeIndex(CHUNKS, embedder),
         embedder=embedder,
         examples=ExampleBank.default(embedder=embedder),
     )

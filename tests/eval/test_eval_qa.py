@@ -104,7 +104,7 @@ def test_squad_json_loader(tmp_path: Path) -> None:
     path.write_text(json.dumps(squad))
     first, second = load_squad_json(path)
     assert first.answers == ("10th century", "the 10th century")  # duplicates collapsed
-    assert first.doc_ids == ("Normans",) and first.context is not None
+    assert first.doc_ids == ("Normans.md",) and first.context is not None
     assert not second.answerable
     assert load_qa(path, cache_dir=tmp_path) == [first, second]
     with pytest.raises(InputError, match="QA set not found"):

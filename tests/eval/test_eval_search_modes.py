@@ -77,7 +77,7 @@ def request(tmp_path: Path, out: str, **overrides: object) -> EvalRequest:
 def test_eval_measures_every_mode_once_and_reports_them(tmp_path: Path) -> None:
     built: list[bool] = []
 
-    def factory(adapter: bool):  # type: ignore[no-untyped-def]
+    def factory(adapter: bool):
         built.append(adapter)
         return make_pipeline()
 
@@ -109,11 +109,11 @@ def test_the_runs_search_with_the_requested_mode(tmp_path: Path) -> None:
         request(tmp_path, "bad", mode="fuzzy")
     modes: list[str] = []
 
-    def spying(adapter: bool):  # type: ignore[no-untyped-def]
+    def spying(adapter: bool):
         pipeline = make_pipeline()
         search = pipeline.retriever.search  # type: ignore[union-attr]
 
-        def recorded(query: str, **options):  # type: ignore[no-untyped-def]
+        def recorded(query: str, **options):
             modes.append(options["mode"])
             return search(query, **options)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingest.pipeline import ingest_paths
+from ingest.pipeline import IngestOptions, ingest_paths
 from rag.store import Index
 from tests.fakes import FakeEmbedder
 from tests.ingest.ingest_files import make_pdf
@@ -32,7 +32,7 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_is_indexed(tmp_path: Pa
     (corpus / "good.pdf").write_bytes(make_pdf(["Page one of a fine PDF", "Page two"]))
 
     summary = ingest_paths(
-        [corpus], tmp_path / "index", embedder=FakeEmbedder(), max_file_bytes=1000
+        [corpus], tmp_path / "index", IngestOptions(max_file_bytes=1000), embedder=FakeEmbedder()
     )
 
     assert summary.added == 2

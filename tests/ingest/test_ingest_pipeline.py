@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import ingest_paths, remove_documents
+from ingest.pipeline import IngestOptions, ingest_paths, remove_documents
 from rag.errors import ConfigError, EmbedderMismatch, IndexLocked, IndexNotFound, InputError
 from rag.store import Index
 from rag.store_write import IndexWriter
@@ -78,7 +78,7 @@ def test_deleted_files_are_pruned_unless_asked_not_to(corpus: Path, tmp_path: Pa
     index_dir = tmp_path / "index"
     ingest_paths([corpus], index_dir, embedder=FakeEmbedder())
     (corpus / "sub" / "parking.txt").unlink()
-    kept = ingest_paths([corpus], index_dir, embedder=FakeEmbedder(), prune=False)
+    kept = ingest_paths([corpus], index_dir, IngestOptions(prune=False), embedder=FakeEmbedder())
     assert kept.removed == 0 and "sub/parking.txt" in state(index_dir)
     pruned = ingest_paths([corpus], index_dir, embedder=FakeEmbedder())
     assert pruned.removed == 1 and pruned.chunks == 2
@@ -88,7 +88,9 @@ def test_deleted_files_are_pruned_unless_asked_not_to(corpus: Path, tmp_path: Pa
 def test_an_excluded_file_leaves_a_synced_folder(corpus: Path, tmp_path: Path) -> None:
     index_dir = tmp_path / "index"
     ingest_paths([corpus], index_dir, embedder=FakeEmbedder())
-    summary = ingest_paths([corpus], index_dir, embedder=FakeEmbedder(), exclude=["sub/*"])
+    summary = ingest_paths(
+        [corpus], index_dir, IngestOptions(exclude=["sub/*"]), embedder=FakeEmbedder()
+    )
     assert summary.removed == 1
     assert "sub/parking.txt" not in state(index_dir)
 
@@ -121,9 +123,12 @@ def test_another_embedder_is_refused_with_the_way_out(corpus: Path, tmp_path: Pa
     with pytest.raises(EmbedderMismatch, match="--reindex"):
         ingest_paths([corpus], index_dir, embedder=FakeEmbedder(name="other"))
     with pytest.raises(EmbedderMismatch, match="'fake'"):
-        ingest_paths([corpus], index_dir, embedder_name="minilm")
+        ingest_paths([corpus], index_dir, IngestOptions(embedder_name="minilm"))
     rebuilt = ingest_paths(
-        [corpus], index_dir, embedder=FakeEmbedder(dimension=32, name="other"), reindex=True
+        [corpus],
+        index_dir,
+        IngestOptions(reindex=True),
+        embedder=FakeEmbedder(dimension=32, name="other"),
     )
     assert rebuilt.added == 3
     with Index.open(index_dir) as index:
@@ -132,12 +137,14 @@ def test_another_embedder_is_refused_with_the_way_out(corpus: Path, tmp_path: Pa
 
 def test_other_chunk_sizes_need_reindex(corpus: Path, tmp_path: Path) -> None:
     index_dir = tmp_path / "index"
-    ingest_paths([corpus], index_dir, embedder=FakeEmbedder(), chunk_tokens=128)
+    ingest_paths([corpus], index_dir, IngestOptions(chunk_tokens=128), embedder=FakeEmbedder())
     # Not saying keeps the index's own settings.
     assert ingest_paths([corpus], index_dir, embedder=FakeEmbedder()).unchanged == 3
     with pytest.raises(ConfigError, match="--reindex"):
-        ingest_paths([corpus], index_dir, embedder=FakeEmbedder(), chunk_tokens=64)
-    ingest_paths([corpus], index_dir, embedder=FakeEmbedder(), chunk_tokens=64, reindex=True)
+        ingest_paths([corpus], index_dir, IngestOptions(chunk_tokens=64), embedder=FakeEmbedder())
+    ingest_paths(
+        [corpus], index_dir, IngestOptions(chunk_tokens=64, reindex=True), embedder=FakeEmbedder()
+    )
     assert Index.open(index_dir).manifest.chunk_tokens == 64
 
 
@@ -145,7 +152,9 @@ def test_switching_to_hnsw_converts_without_reembedding(corpus: Path, tmp_path: 
     index_dir = tmp_path / "index"
     ingest_paths([corpus], index_dir, embedder=FakeEmbedder())
     embedder = FakeEmbedder()
-    summary = ingest_paths([corpus], index_dir, embedder=embedder, vector_index="hnsw")
+    summary = ingest_paths(
+        [corpus], index_dir, IngestOptions(vector_index="hnsw"), embedder=embedder
+    )
     assert summary.unchanged == 3 and embedder.texts_embedded == 0
     with Index.open(index_dir) as index:
         assert index.manifest.vector_index == "hnsw" and index.check().ok

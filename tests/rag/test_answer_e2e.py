@@ -33,10 +33,10 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ingest.pipeline import ingest_paths
+    from ingest.pipeline import IngestOptions, ingest_paths
 
     index = tmp_path_factory.mktemp("answer-e2e") / "index"
-    summary = ingest_paths([CORPUS], index, embedder_name="minilm")
+    summary = ingest_paths([CORPUS], index, IngestOptions(embedder_name="minilm"))
     assert summary.added == 4 and not summary.failed
     return index
 

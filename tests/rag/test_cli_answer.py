@@ -60,10 +60,11 @@ def app(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
     calls: list[dict[str, object]] = []
 
     def fake_build(index_dir: Path | None, model: str, **kwargs: object) -> Pipeline:
-        calls.append({"index_dir": index_dir, "model": model, **kwargs})
+        generator = ScriptedGenerator(script=reply)
+        calls.append({"index_dir": index_dir, "model": model, "generator": generator, **kwargs})
         return Pipeline(
-            ScriptedGenerator(script=reply),
-            index=index if index_dir is not None else None,  # type: ignore[arg-type]
+            generator,
+            index=index if index_dir is not None else None,
             embedder=embedder,
             examples=ExampleBank.default(),
             condense="rules",
@@ -73,7 +74,7 @@ def app(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
     monkeypatch.setattr(
         retrieve_module,
         "open_retriever",
-        lambda path, device=None: Retriever(index, embedder),  # type: ignore[arg-type]
+        lambda path, device=None: Retriever(index, embedder),
     )
     app = typer.Typer()
     register(app)
@@ -105,7 +106,7 @@ def test_ask_json_and_closed_book(app: typer.Typer) -> None:
     answer = json.loads(result.output)
     assert answer["citations"][0]["chunk"]["source"] == "docs/leave.md"
     assert set(answer["timings"]) == {"retrieve_ms", "prompt_ms", "first_token_ms", "total_ms"}
-    result = CliRunner().invoke(app, ["ask", "Anything?", "--no-retrieval"])
+    result = CliRunner().invoke(app, ["ask", "Anything?", "--variant", "closed-book"])
     assert result.exit_code == 0 and app.calls[-1]["index_dir"] is None  # type: ignore[attr-defined]
     assert "Sources: none." in result.output
 
@@ -140,3 +141,30 @@ def test_chat_keeps_history_and_handles_commands(app: typer.Typer) -> None:
 def test_chat_ends_at_end_of_input(app: typer.Typer) -> None:
     result = CliRunner().invoke(app, ["chat", "--index", "idx"], input="How much annual leave?\n")
     assert result.exit_code == 0 and "25 days [1]." in result.output
+
+
+@pytest.mark.parametrize("name", ["closed-book", "few-shot", "rag", "rag-few-shot"])
+def test_ask_runs_the_variant_it_names(app: typer.Typer, name: str) -> None:
+    from rag.variants import VARIANTS
+
+    result = CliRunner().invoke(app, ["ask", "How much annual leave?", "--variant", name])
+    assert result.exit_code == 0, result.output
+    call = app.calls[-1]  # type: ignore[attr-defined]
+    variant = VARIANTS[name]
+    assert (call["index_dir"] is not None) == variant.retrieval and call["adapter"] is None
+    [chat] = call["generator"].prompts
+    assert (len(chat) - 2) // 2 == (2 if variant.demonstrations else 0)  # demonstration turns
+    assert ("[1] HR" in chat[-1].content) == variant.retrieval
+
+
+def test_the_lora_variants_and_the_adapter_go_together(app: typer.Typer, tmp_path: Path) -> None:
+    lora = CliRunner().invoke(app, ["ask", "Q?", "--variant", "lora"])
+    assert lora.exit_code != 0 and "needs --adapter" in str(lora.exception)
+    adapter = ["--adapter", str(tmp_path)]
+    mixed = CliRunner().invoke(app, ["ask", "Q?", "--variant", "rag", *adapter])
+    assert mixed.exit_code != 0 and "runs without the adapter" in str(mixed.exception)
+    oracle = CliRunner().invoke(app, ["ask", "Q?", "--variant", "oracle"])
+    assert oracle.exit_code != 0 and "rag eval --variants oracle" in str(oracle.exception)
+    tuned = CliRunner().invoke(app, ["ask", "How much annual leave?", *adapter])
+    assert tuned.exit_code == 0, tuned.output  # lora-rag: the default with an adapter
+    assert app.calls[-1]["adapter"] == tmp_path  # type: ignore[attr-defined]

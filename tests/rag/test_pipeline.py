@@ -51,7 +51,7 @@ def make(generator: ScriptedGenerator | None = None, **kwargs: object) -> Pipeli
     embedder = FakeEmbedder()
     return Pipeline(
         generator or ScriptedGenerator(script=cite_leave),
-        index=FakeIndex(CHUNKS, embedder),  # type: ignore[arg-type]
+        index=FakeIndex(CHUNKS, embedder),
         embedder=embedder,
         examples=ExampleBank.default(embedder=embedder),
         **kwargs,  # type: ignore[arg-type]
@@ -197,3 +197,14 @@ def test_options_are_validated() -> None:
         AskOptions(mode="semantic")  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         Pipeline(ScriptedGenerator(), refusal=" ")
+
+
+def test_using_shares_the_loaded_parts_over_another_index_or_generator() -> None:
+    pipeline = make(min_score=0.2, condense="rules")
+    other_index = FakeIndex(CHUNKS[:1], pipeline.embedder or FakeEmbedder())
+    tuned = ScriptedGenerator(replies=["Tuned."])
+    copy = pipeline.using(index=other_index, generator=tuned)
+    assert copy.index is other_index and copy.generator is tuned
+    assert (copy.embedder, copy.examples) == (pipeline.embedder, pipeline.examples)
+    assert (copy.min_score, copy.condense, copy.refusal) == (0.2, "rules", pipeline.refusal)
+    assert pipeline.using(generator=tuned).index is pipeline.index

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -20,14 +22,14 @@ TEXTS = [
 ]
 
 
-def make_retriever(**kwargs: object) -> tuple[Retriever, FakeIndex]:
+def make_retriever(**kwargs: Any) -> tuple[Retriever, FakeIndex]:
     chunks = [
         Chunk(id=10 + i, doc_id=src, text=text, title=src.split("/")[-1], source=f"docs/{src}")
         for i, (src, text) in enumerate(TEXTS)
     ]
     embedder = FakeEmbedder()
     index = FakeIndex(chunks, embedder)
-    return Retriever(index, embedder, **kwargs), index  # type: ignore[arg-type]
+    return Retriever(index, embedder, **kwargs), index
 
 
 def test_rrf_sums_reciprocal_ranks_and_keeps_each_rank() -> None:
@@ -121,6 +123,6 @@ def test_bad_arguments_and_empty_queries() -> None:
 
 def test_an_embedder_of_another_dimension_is_refused() -> None:
     _, index = make_retriever()
-    other = Retriever(index, FakeEmbedder(dimension=32))  # type: ignore[arg-type]
+    other = Retriever(index, FakeEmbedder(dimension=32))
     with pytest.raises(EmbedderMismatch, match="rag ingest --reindex"):
         other.search("leave", k=2)

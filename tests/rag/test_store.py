@@ -194,3 +194,13 @@ def test_a_copied_index_folder_still_opens(tmp_path: Path) -> None:
     shutil.copytree(root, tmp_path / "copy")
     with Index.open(tmp_path / "copy") as copy:
         assert copy.document_count() == 3
+
+
+def test_the_manifest_refuses_another_embedder_with_the_way_out() -> None:
+    manifest = Manifest(embedder="minilm", dimension=384, chunk_tokens=256, chunk_overlap=32)
+    manifest.require_embedder("minilm", 384)
+    manifest.require_embedder()  # nothing to compare
+    with pytest.raises(EmbedderMismatch, match=r"'minilm' \(384-d\), not 'e5'.*--embedder e5"):
+        manifest.require_embedder("e5", where="idx")
+    with pytest.raises(EmbedderMismatch, match=r"not one giving 768-d vectors.*--index idx"):
+        manifest.require_embedder(dimension=768, where="idx")

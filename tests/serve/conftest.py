@@ -131,7 +131,7 @@ def make_state(
             )
 
         adapter = pipeline(adapter_generator) if adapter_generator is not None else None
-        return Pipelines(base=pipeline(generator), adapter=adapter)
+        return Pipelines(base=pipeline(generator), adapter=adapter, index=index)
 
     config = ServerConfig(
         index_dir=index_dir,

@@ -151,7 +151,10 @@ def test_empty_messages_are_400(strict: TestClient, messages: list[Any]) -> None
 def test_unknown_model_is_404_model_not_found(strict: TestClient) -> None:
     error = error_of(chat(strict, model="gpt-4o"), 404)
     assert error["code"] == "model_not_found"
-    assert "gpt-4o" in error["message"] and "rag, closed-book" in error["message"]
+    assert (
+        "gpt-4o" in error["message"]
+        and "closed-book, few-shot, rag, rag-few-shot)" in error["message"]
+    )
 
 
 def test_native_routes_validate_too(strict: TestClient) -> None:

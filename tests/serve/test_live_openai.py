@@ -77,7 +77,12 @@ def test_models_are_listed(client: object) -> None:
     from openai import OpenAI
 
     assert isinstance(client, OpenAI)
-    assert {m.id for m in client.models.list()} == {"rag", "closed-book"}
+    assert {m.id for m in client.models.list()} == {
+        "closed-book",
+        "few-shot",
+        "rag",
+        "rag-few-shot",
+    }
 
 
 def test_a_completion_with_sources(client: object) -> None:
@@ -145,4 +150,4 @@ def test_native_ask_retrieves_the_right_document(server: str) -> None:
     assert answer["hits"][0]["doc_id"] == "returns.md"
     assert answer["timings"]["retrieve_ms"] > 0 and answer["timings"]["first_token_ms"] > 0
     metrics = httpx.get(f"{server}/metrics", headers=headers).text
-    assert 'rag_generated_tokens_total{variant="rag"}' in metrics
+    assert 'rag_generated_tokens_total{variant="rag-few-shot"}' in metrics

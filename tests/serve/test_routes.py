@@ -27,14 +27,14 @@ def test_probes_and_models(client: TestClient) -> None:
     assert ready["index"]["documents"] == 3 and ready["index"]["chunks"] == 3
     models = client.get("/v1/models").json()
     assert models["object"] == "list"
-    assert [m["id"] for m in models["data"]] == ["rag", "closed-book"]
+    assert [m["id"] for m in models["data"]] == ["closed-book", "few-shot", "rag", "rag-few-shot"]
 
 
 def test_chat_completion_answers_with_sources(client: TestClient) -> None:
     response = client.post("/v1/chat/completions", json={"messages": [QUESTION]})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["object"] == "chat.completion" and body["model"] == "rag"
+    assert body["object"] == "chat.completion" and body["model"] == "rag-few-shot"
     choice = body["choices"][0]
     assert choice["message"]["role"] == "assistant"
     assert choice["message"]["content"].startswith("According to Leave")
@@ -144,8 +144,8 @@ def test_metrics_count_requests_tokens_and_first_token(client: TestClient) -> No
         'rag_http_requests_total{method="POST",route="/v1/chat/completions",status="400"} 1.0'
         in text
     )
-    assert 'rag_generated_tokens_total{variant="rag"}' in text
-    assert 'rag_time_to_first_token_seconds_count{variant="rag"} 1.0' in text
+    assert 'rag_generated_tokens_total{variant="rag-few-shot"}' in text
+    assert 'rag_time_to_first_token_seconds_count{variant="rag-few-shot"} 1.0' in text
     assert "rag_retrieval_duration_seconds_count 1.0" in text
     assert "rag_queue_depth 0.0" in text
     assert (
@@ -192,7 +192,7 @@ def test_an_adapter_adds_the_lora_variants(index_dir: Path) -> None:
     tuned = ScriptedGenerator(script=lambda messages: "Tuned answer [1].")
     with serving(make_state(index_dir, base, adapter_generator=tuned)) as client:
         models = [m["id"] for m in client.get("/v1/models").json()["data"]]
-        assert models == ["rag", "closed-book", "lora", "lora-rag"]
+        assert models == ["closed-book", "few-shot", "rag", "rag-few-shot", "lora", "lora-rag"]
         lora = client.post("/v1/chat/completions", json={"model": "lora", "messages": [QUESTION]})
         assert lora.json()["choices"][0]["message"]["content"] == "Tuned answer [1]."
         assert lora.json()["sources"] == []  # no retrieval: [1] points at nothing
@@ -226,3 +226,29 @@ def test_an_answer_copied_from_a_demonstration_is_withdrawn_with_a_warning(
         ).text
         finals = [json.loads(e) for e in sse_events(stream) if e != "[DONE]"]
         assert "7100" in finals[-1]["warnings"][0]
+
+
+def test_chat_completions_honour_the_retrieval_extensions(client: TestClient) -> None:
+    """Filters, mode, floor and MMR reach retrieval on both answering routes alike."""
+    question = {"role": "user", "content": "What does the Premium plan cost per month?"}
+    for extensions in (
+        {"source_glob": "leave*"},
+        {"doc_ids": ["leave.md"], "mode": "keyword"},
+        {"min_score": 0.99},
+    ):
+        chat = client.post("/v1/chat/completions", json={"messages": [question], **extensions})
+        ask = client.post("/v1/ask", json={"question": question["content"], **extensions})
+        assert chat.status_code == ask.status_code == 200, (chat.text, ask.text)
+        sources = [s["doc_id"] for s in chat.json()["sources"]]
+        assert sources == [c["doc_id"] for c in ask.json()["citations"]]
+        assert "pricing.md" not in sources, extensions
+    refused = client.post(
+        "/v1/chat/completions", json={"messages": [question], "min_score": 0.99}
+    ).json()
+    assert refused["refused"] is True and refused["choices"][0]["message"]["content"] == (
+        "I don't know."
+    )
+    mmr = client.post("/v1/chat/completions", json={"messages": [question], "mmr": True})
+    assert mmr.json()["sources"][0]["doc_id"] == "pricing.md"
+    bad = client.post("/v1/chat/completions", json={"messages": [question], "mode": "fuzzy"})
+    assert bad.status_code == 400
