@@ -54,6 +54,13 @@ def register(app: typer.Typer) -> None:
         target: float | None = typer.Option(
             None, "--target", help="Target F1 (0..1): the report says what would reach it."
         ),
+        min_gain: float = typer.Option(
+            0.05,
+            "--min-gain",
+            help="Smallest F1 gain (0..1; 0.05 = 5 F1 points) worth fine-tuning for: a smaller "
+            "one is 'not worth it' even when significant. Rerun with another value to rebuild "
+            "the report from the rows.",
+        ),
         batch_size: int = typer.Option(4, "--batch-size", help="Questions per generate_batch."),
         max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Answer length cap."),
         examples: Path | None = typer.Option(
@@ -91,6 +98,7 @@ def register(app: typer.Typer) -> None:
             shots=shots,
             sweep=(0, 1, 3, 5) if shots_sweep else (),
             target=target,
+            min_gain=min_gain,
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
             examples=examples,

@@ -20,6 +20,7 @@ from eval.costs import Hardware, model_parameters
 from eval.demos import DEMOS_FILE, demo_pool, write_demos
 from eval.finetune import META_FILE, train_questions
 from eval.qa import load_qa, sample
+from eval.recommend import MIN_GAIN
 from eval.report import write_report
 from eval.results import ResultsFile
 from eval.runner import PipelineFactory, RunnerConfig, run_eval
@@ -56,6 +57,8 @@ class EvalRequest:
     shots: int = 2
     sweep: tuple[int, ...] = SWEEP
     target: float | None = None
+    #: The smallest F1 gain worth fine-tuning for (a report setting: changing it reruns nothing).
+    min_gain: float = MIN_GAIN
     batch_size: int = 4
     max_new_tokens: int = 64
     examples: Path | None = None
@@ -71,6 +74,8 @@ class EvalRequest:
             get_variant(name).check_adapter(self.adapter is not None)
         if self.target is not None and not 0.0 < self.target <= 1.0:
             raise ConfigError(f"--target is an F1 in (0, 1], got {self.target}")
+        if not 0.0 < self.min_gain < 1.0:
+            raise ConfigError(f"--min-gain is an F1 difference in (0, 1), got {self.min_gain}")
 
     def variant_names(self) -> tuple[str, ...]:
         return self.variants or default_variants(self.adapter is not None)
@@ -158,7 +163,13 @@ def evaluate(
     )
     run_eval(items, runs, factory, results, config)
     base.clear()
-    return write_report(request.out, target=request.target, hardware=hardware, seed=request.seed)
+    return write_report(
+        request.out,
+        target=request.target,
+        min_gain=request.min_gain,
+        hardware=hardware,
+        seed=request.seed,
+    )
 
 
 def _build_factory(request: EvalRequest, cache_dir: Path, device: str | None) -> PipelineFactory:

@@ -17,9 +17,11 @@ from string import Template
 from typing import Any
 
 from eval.costs import Hardware, estimate_costs
+from eval.recommend import MIN_GAIN, describe_method
 from eval.results import ResultsFile
+from eval.run_summary import RunSummary
 from eval.search_modes import read_modes, summarize_modes
-from eval.summary import RunSummary, Summary, summarize
+from eval.summary import Summary, summarize
 from eval.svg import Bar, Point, bar_chart, line_chart, stacked_bars
 from eval.variants import ATTRIBUTIONS, BASELINE
 from rag.errors import InputError, PromptError
@@ -54,9 +56,17 @@ class Table:
 
 
 def write_report(
-    out: Path, *, target: float | None = None, hardware: Hardware = Hardware(), seed: int = 0
+    out: Path,
+    *,
+    target: float | None = None,
+    min_gain: float = MIN_GAIN,
+    hardware: Hardware = Hardware(),
+    seed: int = 0,
 ) -> Summary:
-    """Summarize ``out/results.jsonl`` and write the three report files beside it."""
+    """Summarize ``out/results.jsonl`` and write the three report files beside it.
+
+    Only the rows are read, so a report is rebuilt under another rule (``min_gain``,
+    ``target``) without generating anything."""
     results = ResultsFile(out)
     rows = results.rows()
     if not rows:
@@ -77,6 +87,7 @@ def write_report(
     )
     summary = summarize(
         rows,
+        min_gain=min_gain,
         target=target,
         costs=costs,
         cost_basis=hardware.describe(),
@@ -93,19 +104,19 @@ def write_report(
     title = f"Evaluation report: {config.get('model', '?')} on {config.get('qa', '?')}"
     headline = _headline(summary, config)
     setup = Table(["setting", "value"], [[k, str(v)] for k, v in config.items()])
+    method = _method_note(summary)
     md_values = {
         "title": title,
+        "method": method,
         "headline": headline,
-        "recommendation": "\n".join(
-            line if line.lstrip().startswith("-") else f"{line}\n"
-            for line in summary.recommendation
-        ),
+        "recommendation": _markdown_lines(summary.recommendation),
         **{name: table.markdown() for name, table in tables.items()},
         "finetune": _finetune_md(config, loss),
         "setup": setup.markdown(),
     }
     html_values = {
         "title": escape(title),
+        "method": escape(method),
         "headline": escape(headline),
         "recommendation": "".join(f"<p>{escape(line)}</p>" for line in summary.recommendation),
         **{name: table.html() for name, table in tables.items()},
@@ -116,6 +127,17 @@ def write_report(
     (out / "report.md").write_text(_render("report.md", md_values), encoding="utf-8")
     (out / "report.html").write_text(_render("report.html", html_values), encoding="utf-8")
     return summary
+
+
+def _markdown_lines(lines: Sequence[str]) -> str:
+    """Sentences as paragraphs, "- " lines as lists (a blank line ends a list)."""
+    out: list[str] = []
+    for line in lines:
+        listed = line.lstrip().startswith("- ")
+        if out and not (listed and out[-1].lstrip().startswith("- ")):
+            out.append("")
+        out.append(line)
+    return "\n".join(out)
 
 
 def _render(name: str, values: dict[str, str]) -> str:
@@ -139,9 +161,26 @@ def _headline(summary: Summary, config: dict[str, Any]) -> str:
         parts.append(f"{BASELINE} F1 {base.f1.format()}")
     if best is not None:
         parts.append(f"best: {best.run} F1 {best.f1.format()}")
+    parts.append(f"fine-tune: {summary.advice.decision.verdict}")
     if config.get("smoke"):
         parts.append("SMOKE RUN: too few questions for conclusions")
     return "; ".join(parts) + "."
+
+
+def _method_note(summary: Summary) -> str:
+    """How the intervals and tests are made, with this report's numbers (n, m, the rule)."""
+    compared = next((r.diff_f1 for r in summary.runs if r.diff_f1 is not None), None)
+    parts = [
+        "F1 and EM are 0..1 (official SQuAD normalization), n = questions; their 95% intervals "
+        "are t-intervals with one pseudo-question at each end of the scale, whose coverage is "
+        "checked by simulation down to n = 6 (bench/decision_sim.py)."
+    ]
+    if compared is not None:
+        parts.append(describe_method(compared))
+    parts.append(
+        f"Fine-tune only for a significant gain of at least {summary.min_gain:.2f} F1 (--min-gain)."
+    )
+    return " ".join(parts)
 
 
 def _tables(summary: Summary) -> dict[str, Table]:
@@ -155,7 +194,8 @@ def _tables(summary: Summary) -> dict[str, Table]:
             "n",
             "F1 [95% CI]",
             "EM [95% CI]",
-            f"ΔF1 vs {BASELINE} [95% CI]",
+            f"ΔF1 vs {BASELINE} [simultaneous 95% CI]",
+            "Holm p",
             "contains gold",
             "refusal rate",
             *(["refusal P / R"] if unanswerable else []),
@@ -170,6 +210,7 @@ def _tables(summary: Summary) -> dict[str, Table]:
                 r.f1.format(),
                 r.em.format(),
                 _difference(r),
+                _fmt(r.diff_f1.p_holm, 3) if r.diff_f1 is not None else "",
                 _fmt(r.contains_rate),
                 _fmt(r.refusal["refusal_rate"]),
                 *([_refusal_pr(r)] if unanswerable else []),
@@ -242,7 +283,7 @@ def _refusal_pr(run: RunSummary) -> str:
 
 def _difference(run: RunSummary) -> str:
     if run.diff_f1 is not None:
-        return run.diff_f1.format(signed=True)
+        return run.diff_f1.difference.format(signed=True)
     return "(baseline)" if run.run == BASELINE else "n/a"
 
 

@@ -13,6 +13,7 @@ from eval.costs import Hardware, estimate_costs, model_parameters
 from eval.report import write_report
 from eval.results import ResultsFile, Row
 from eval.runner import RunnerConfig, run_eval
+from eval.stats import padded_spread, paired_bootstrap, questions_needed
 from eval.summary import summarize
 from eval.svg import Bar, Point, bar_chart, line_chart, stacked_bars
 from eval.variants import default_variants, plan_runs
@@ -77,14 +78,23 @@ def test_recommendation_states_the_rule(tmp_path: Path) -> None:
     summary = write_report(tmp_path, target=0.99)
     text = "\n".join(summary.recommendation)
     assert re.search(
-        r"Rule: lora-rag adds [+-]\d\.\d\d \[-?\d\.\d\d, -?\d\.\d\d\] \(n=4\) over "
-        r"rag-few-shot: (not significant|significantly worse): do not fine-tune",
+        r"Rule: lora(-rag)? adds [+-]\d\.\d\d \[-?\d\.\d\d, -?\d\.\d\d\] \(n=4\) over "
+        r"rag-few-shot, Holm p \d\.\d{3} \(fine-tune for a significant gain of at least 0\.05, "
+        r"--min-gain\): undecided: about [\d,]+ more questions would settle a gain of 0\.05",
         text,
     )
+    assert "Holm-adjusted over the 6 comparisons below; intervals 95% simultaneous" in text
     assert "nothing reaches the target F1 0.99" in text
     assert "retrieval misses" in text and "reading misses" in text
     assert "Even with the gold passage (oracle) F1 is only 0.33" in text
-    assert "GPU-hours" in text and "compute-optimal" in text
+    # The training costs stand right under the gain they would buy.
+    rule = next(i for i, line in enumerate(summary.recommendation) if line.startswith("Rule: lora"))
+    assert summary.recommendation[rule + 1].startswith("- What training would cost, beside lora")
+    assert "GPU-hours" in summary.recommendation[rule + 2]
+    assert "train from scratch, compute-optimal" in summary.recommendation[rule + 3]
+    markdown = (tmp_path / "report.md").read_text()
+    assert "Holm-adjusted over the 6 comparisons" in markdown.split("## Accuracy per variant")[1]
+    assert "| Holm p |" in markdown
 
 
 def synthetic(run: str, variant: str, f1s: list[float]) -> list[Row]:
@@ -113,19 +123,80 @@ def synthetic(run: str, variant: str, f1s: list[float]) -> list[Row]:
     ]
 
 
-def test_rule_says_fine_tune_only_when_significant() -> None:
+def two_runs(base: list[float], lora: list[float]) -> list[Row]:
+    return synthetic("rag-few-shot", "rag-few-shot", base) + synthetic("lora-rag", "lora-rag", lora)
+
+
+def verdict(rows: list[Row], **options: Any) -> str:
+    summary = summarize(rows, **options)
+    rule = next(line for line in summary.recommendation if line.startswith("Rule: lora-rag"))
+    return rule.split("--min-gain): ")[1]
+
+
+def test_fine_tune_needs_a_significant_gain_worth_its_cost() -> None:
     base = [1.0] * 30 + [0.0] * 30
     better = [1.0] * 55 + [0.0] * 5
-    rows = synthetic("rag-few-shot", "rag-few-shot", base) + synthetic(
-        "lora-rag", "lora-rag", better
+    summary = summarize(two_runs(base, better), target=0.5)
+    assert summary.advice.decision.verdict == "fine-tune"
+    assert summary.recommendation[-2].endswith(
+        "significant, and at least the minimum gain of 0.05: fine-tune."
     )
-    summary = summarize(rows, target=0.5)
-    assert summary.recommendation[-2].endswith(": significant: fine-tune.")
     assert summary.recommendation[-1].startswith("Rule: lora-rag reaches the target F1 0.50")
-    same = synthetic("rag-few-shot", "rag-few-shot", base) + synthetic("lora-rag", "lora-rag", base)
-    assert summarize(same).recommendation[-1].endswith("not significant: do not fine-tune.")
-    alone = summarize(synthetic("rag", "rag", base)).recommendation
-    assert "no baseline" in alone[0]
+    # The same gain against a higher bar; a significant but small gain.
+    assert verdict(two_runs(base, better), min_gain=0.5) == (
+        "significant, but below the minimum gain of 0.50: not worth it."
+    )
+    partial = [0.5 + 0.005 * (i % 7) for i in range(60)]
+    slightly = [f + 0.02 for f in partial]
+    assert verdict(two_runs(partial, slightly)).startswith("significant, but below the minimum")
+    assert verdict(two_runs(better, base)) == "significantly worse: do not fine-tune."
+    # 400 questions that differ on 8, four each way: settled, no gain worth having.
+    same = [1.0] * 200 + [0.0] * 200
+    swapped = [0.0] * 4 + [1.0] * 196 + [1.0] * 4 + [0.0] * 196
+    assert verdict(two_runs(same, swapped)) == (
+        "not significant, and the interval rules out a gain of 0.05: do not fine-tune."
+    )
+    alone = summarize(synthetic("rag", "rag", base))
+    assert "no baseline" in alone.recommendation[0]
+    assert alone.advice.decision.verdict == "not tested"
+
+
+def test_six_questions_are_undecided_not_fine_tune() -> None:
+    # The case: a +0.05 gain on 6 questions, with a second adapter variant compared.
+    base = [0.0, 0.2, 0.0, 0.5, 0.0, 0.0]
+    gains = [0.01, 0.02, 0.03, 0.05, 0.19, 0.0]
+    lora_rag = [b + g for b, g in zip(base, gains, strict=True)]
+    old = paired_bootstrap(lora_rag, base, seed=0)
+    assert old.significant and old.value > 0  # what used to say "significant: fine-tune"
+    rows = two_runs(base, lora_rag) + synthetic("lora", "lora", [0.0] * 6)
+    summary = summarize(rows)
+    decision = summary.advice.decision
+    assert decision.verdict == "undecided" and decision.run == "lora-rag"
+    assert decision.comparison is not None and decision.comparison.family == 2
+    planned = questions_needed(padded_spread(gains), 0.05, alpha=decision.comparison.alpha_step)
+    assert decision.questions == planned and decision.more_questions == planned - 6
+    line = next(line for line in summary.recommendation if line.startswith("Rule: lora-rag"))
+    assert line.startswith("Rule: lora-rag adds +0.05 [")
+    assert line.endswith(
+        f"undecided: about {planned - 6:,} more questions would settle a gain of 0.05 "
+        f"({planned:,} in all, from the spread of these 6 per-question differences)."
+    )
+    assert "fine-tune." not in line
+    assert summary.to_dict()["decision"]["more_questions"] == planned - 6
+
+
+def test_the_report_rebuilds_from_the_rows_under_another_rule(tmp_path: Path) -> None:
+    results = ResultsFile(tmp_path)
+    results.start({"model": "scripted", "qa": "fixture"})
+    results.append(two_runs([1.0] * 30 + [0.0] * 30, [1.0] * 55 + [0.0] * 5))
+    before = results.path.read_bytes()
+    assert write_report(tmp_path).advice.decision.verdict == "fine-tune"
+    assert write_report(tmp_path, min_gain=0.5).advice.decision.verdict == "not worth it"
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["min_gain"] == 0.5 and report["decision"]["verdict"] == "not worth it"
+    assert report["runs"][1]["diff_f1"]["p_holm"] < 0.001
+    assert "not worth it" in (tmp_path / "report.md").read_text()
+    assert results.path.read_bytes() == before
 
 
 def test_costs_follow_6nd_and_20_tokens_per_parameter() -> None:
