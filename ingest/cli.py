@@ -96,6 +96,7 @@ def register(app: typer.Typer) -> None:
             limits=FileLimits.from_settings(settings),
             progress=not as_json,
             device=settings.device or None,
+            cache_dir=settings.cache_dir,
         )
         index_dir = index if index is not None else settings.index
         if ray is None:

@@ -96,6 +96,8 @@ class IngestOptions:
     #: Show a progress bar while embedding.
     progress: bool = False
     device: str | None = None
+    #: Where the int8 encoder's graph is cached (None: the user cache).
+    cache_dir: Path | None = None
     #: Wait this long for another writer (a server replica) to finish; 0 fails at once.
     lock_wait_s: float = 0.0
 
@@ -110,6 +112,8 @@ class EmbedderFacts:
 
     dimension: int
     max_tokens: int
+    #: Which encoders computed the vectors (``onnx-int8``, ``torch-fp32``; ``+`` between several).
+    encoder: str
 
 
 class IngestWorkers(Protocol):
@@ -149,9 +153,11 @@ class LocalWorkers:
         return load_outcomes(files, options)
 
     def prepare(self, name: str, options: IngestOptions) -> EmbedderFacts:
-        self.embedder = self.embedder or _load_embedder(name, options.device)
+        self.embedder = self.embedder or _load_embedder(name, options.device, options.cache_dir)
         self.embedder.warm_up()
-        return EmbedderFacts(self.embedder.dimension, self.embedder.max_tokens)
+        return EmbedderFacts(
+            self.embedder.dimension, self.embedder.max_tokens, self.embedder.encoder
+        )
 
     def embed(
         self, documents: Sequence[Document], config: ChunkerConfig, progress: bool
@@ -235,6 +241,8 @@ def ingest_paths(
         if todo or old is None:
             facts = workers.prepare(name, options)
             manifest.dimension = facts.dimension
+            for encoder in facts.encoder.split("+"):
+                manifest = manifest.with_encoder(encoder)
             config = replace(config, chunk_tokens=min(config.chunk_tokens, facts.max_tokens))
         writer.begin(manifest, reindex=options.reindex)
         for doc_id in plan.remove:
@@ -332,10 +340,10 @@ def _manifest(old: Manifest | None, embedder: str, options: IngestOptions) -> Ma
     return replace(old, vector_index=options.vector_index or old.vector_index)
 
 
-def _load_embedder(name: str, device: str | None) -> Embedder:
+def _load_embedder(name: str, device: str | None, cache_dir: Path | None) -> Embedder:
     from rag.embed import load_embedder
 
-    return load_embedder(name, device=device)
+    return load_embedder(name, device=device, cache_dir=cache_dir)
 
 
 def _stored_documents(index_dir: Path) -> dict[str, DocumentInfo]:

@@ -170,7 +170,10 @@ class RayWorkers:
         if not self.actors:
             raise ConfigError("the Ray cluster has no node with a CPU or GPU to embed on")
         facts = self._each_actor("facts")
-        return EmbedderFacts(*facts[0])
+        dimension, max_tokens, _ = facts[0]
+        # A GPU actor runs torch, a CPU actor int8: the manifest records every encoder used.
+        encoders = "+".join(sorted({encoder for _, _, encoder in facts}))
+        return EmbedderFacts(dimension, max_tokens, encoders)
 
     def _each_actor(self, method: str) -> list[Any]:
         """Call ``method`` on every actor; dead ones are dropped (at least one must answer)."""
@@ -288,9 +291,9 @@ class EmbedActor:
 
         self.embedder = load_embedder(name, device=device)
 
-    def facts(self) -> tuple[int, int]:
+    def facts(self) -> tuple[int, int, str]:
         self.embedder.warm_up()
-        return self.embedder.dimension, self.embedder.max_tokens
+        return self.embedder.dimension, self.embedder.max_tokens, self.embedder.encoder
 
     def embed(self, documents: Sequence[Document], config: ChunkerConfig) -> list[Result]:
         return chunk_and_embed(self.embedder, documents, config, progress=False)

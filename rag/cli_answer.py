@@ -112,7 +112,9 @@ def register(app: typer.Typer) -> None:
         from rag.settings import load_settings
 
         settings = load_settings()
-        retriever = open_retriever(index or settings.index, device=settings.device or None)
+        retriever = open_retriever(
+            index or settings.index, device=settings.device or None, cache_dir=settings.cache_dir
+        )
         hits = retriever.search(
             query, k=k, mode=parse_mode(mode), source_glob=source, min_score=min_score, mmr=mmr
         )

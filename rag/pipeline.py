@@ -383,7 +383,7 @@ def build_pipeline(
 
         index = Index.open(index)
     embedder_name = index.manifest.embedder if index is not None else DEFAULT_EMBEDDER
-    embedder = load_embedder(embedder_name, device=device)
+    embedder = load_embedder(embedder_name, device=device, cache_dir=cache_dir)
     if min_score is None:
         min_score = relevance_floor(embedder_name)
     examples = (

@@ -197,10 +197,13 @@ class Retriever:
         return hits
 
 
-def open_retriever(index_dir: Path, device: str | None = None) -> Retriever:
+def open_retriever(
+    index_dir: Path, device: str | None = None, cache_dir: Path | None = None
+) -> Retriever:
     """Open the index at ``index_dir`` with the embedder named in its manifest."""
     from rag.embed import load_embedder
     from rag.store import Index
 
     index = Index.open(Path(index_dir))
-    return Retriever(index, load_embedder(index.manifest.embedder, device=device))
+    embedder = load_embedder(index.manifest.embedder, device=device, cache_dir=cache_dir)
+    return Retriever(index, embedder)

@@ -16,11 +16,16 @@ if TYPE_CHECKING:
     from rag.generate.remote import Remote
 
 
+def default_cache_dir() -> Path:
+    """The per-user cache (converted models, fetched corpora) when nothing else is configured."""
+    return Path(user_cache_dir("rag"))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
 
     #: Where converted models, fetched corpora and downloads are cached.
-    cache_dir: Path = Path(user_cache_dir("rag"))
+    cache_dir: Path = default_cache_dir()
     #: The index folder used when a command is given no ``--index``.
     index: Path = Path("index")
     #: The generator used when a command is given no ``--model``.

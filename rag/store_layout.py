@@ -11,7 +11,7 @@ import json
 import os
 import re
 import sqlite3
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +25,8 @@ TMP_PREFIX = "tmp-"
 MANIFEST = "manifest.json"
 DATABASE = "chunks.sqlite"
 VECTORS = "vectors.faiss"
+#: What computed the vectors of an index whose manifest predates the ``encoder`` field.
+OLD_ENCODER = "torch-fp32"
 
 _GEN_RE = re.compile(r"^gen-(\d{6,})$")
 
@@ -71,12 +73,21 @@ class Manifest:
     chunk_overlap: int
     vector_index: str = "flat"
     normalized: bool = True
+    #: The encoders that computed the vectors (``rag.embed.ENCODERS``, joined by "+" when several
+    #: wrote: their vectors share an index); "" when not recorded. Manifests from before the field
+    #: read as "torch-fp32", the only encoder there was.
+    encoder: str = ""
     format_version: int = FORMAT_VERSION
     created: str = ""
     updated: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    def with_encoder(self, encoder: str) -> Manifest:
+        """This manifest once ``encoder`` has written vectors into the index."""
+        written = {name for name in self.encoder.split("+") if name} | {encoder}
+        return replace(self, encoder="+".join(sorted(written)))
 
     def require_embedder(
         self, name: str | None = None, dimension: int | None = None, *, where: object = None
@@ -99,7 +110,9 @@ class Manifest:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             known = {f.name for f in fields(cls)}
-            manifest = cls(**{k: v for k, v in raw.items() if k in known})
+            manifest = cls(
+                **{"encoder": OLD_ENCODER, **{k: v for k, v in raw.items() if k in known}}
+            )
         except (OSError, ValueError, TypeError) as error:
             raise IndexCorrupt(
                 f"cannot read {path}: {error}; rebuild with `rag ingest ... --reindex`"

@@ -20,8 +20,10 @@ _load_embedder = rag.embed.load_embedder
 _load_generator = rag.generate.load_generator
 
 
-def load_embedder(name_or_path: str = "minilm", device: str | None = None) -> Any:
-    return FakeEmbedder() if name_or_path == "fake" else _load_embedder(name_or_path, device)
+def load_embedder(name_or_path: str = "minilm", device: str | None = None, **kwargs: Any) -> Any:
+    if name_or_path == "fake":
+        return FakeEmbedder()
+    return _load_embedder(name_or_path, device, **kwargs)
 
 
 def load_generator(name_or_path: str, **kwargs: Any) -> Any:

@@ -217,10 +217,15 @@ _SMALL_BATCH_CLI = (
 
 
 def test_a_lost_node_hands_its_batches_to_the_other(
-    embedder: Embedder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    embedder: Embedder,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Its own cluster: this test kills one of the two nodes."""
-    corpus = write_corpus(tmp_path / "corpus", docs=40)
+    """Its own cluster: this test kills one of the two nodes. Small batches (one document
+    each), so most of them are still to embed when the node goes, however fast the encoder."""
+    monkeypatch.setattr(ray_ingest, "EMBED_BATCH_CHARS", 1)
+    corpus = write_corpus(tmp_path / "corpus", docs=300)
     index_dir = tmp_path / "index"
     outcome: dict[str, Any] = {}
     with LocalCluster(nodes=2, cpus_per_node=1) as cluster:
@@ -240,7 +245,7 @@ def test_a_lost_node_hands_its_batches_to_the_other(
         cluster.kill_node(1)
         runner.join(timeout=600)
     assert "error" not in outcome, outcome.get("error")
-    assert outcome["summary"].added == 40
+    assert outcome["summary"].added == 300
     assert "a Ray embedding worker died" in caplog.text
     local = tmp_path / "local"
     ingest_paths([corpus], local, embedder=embedder)

@@ -74,7 +74,7 @@ def app(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
     monkeypatch.setattr(
         retrieve_module,
         "open_retriever",
-        lambda path, device=None: Retriever(index, embedder),
+        lambda path, device=None, cache_dir=None: Retriever(index, embedder),
     )
     app = typer.Typer()
     register(app)

