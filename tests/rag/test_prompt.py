@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,8 @@ from rag.examples import Example, Passage
 from rag.prompt import PROMPTS_DIR, PromptBuilder, chunk_label, render, templates_digest
 from rag.types import Chunk, Hit, Message
 from tests.fakes import ScriptedGenerator
+from tests.snapshots import check_snapshot as check_file
+from tests.snapshots import transcript
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
@@ -41,19 +41,8 @@ HITS = [
 HISTORY = [Message("user", "Hi, who are you?"), Message("assistant", "A documents assistant.")]
 
 
-def transcript(messages: Sequence[Message]) -> str:
-    return "".join(f"### {m.role}\n{m.content}\n" for m in messages)
-
-
 def check_snapshot(name: str, text: str) -> None:
-    path = SNAPSHOTS / name
-    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not path.exists():
-        path.write_text(text, encoding="utf-8")
-        if os.environ.get("UPDATE_SNAPSHOTS") != "1":
-            pytest.fail(f"snapshot {name} was missing and has been written: review it and re-run")
-    assert text == path.read_text(encoding="utf-8"), (
-        f"{name} changed (UPDATE_SNAPSHOTS=1 to accept)"
-    )
+    check_file(SNAPSHOTS / name, text)
 
 
 def test_rag_prompt_snapshot() -> None:
