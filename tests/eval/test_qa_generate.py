@@ -101,8 +101,7 @@ def test_generation_keeps_what_passes_and_counts_what_each_check_removed(tmp_pat
         assert item.extra["filters"]["judge"] == "NO"
         assert item.extra["filters"]["top_score"] < 0.6
     counts = summary.counts
-    for kind in ("answerable", "unanswerable"):
-        tally = counts[kind]  # type: ignore[index]
+    for tally in counts.values():
         assert tally.candidates == tally.kept + sum(tally.removed.values())
     assert set(counts["answerable"].removed) <= {"answer_in_passage", "not_duplicate"}
     assert set(counts["unanswerable"].removed) <= {"judge", "not_duplicate"}
