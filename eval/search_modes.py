@@ -5,7 +5,8 @@ raises: would another mode have found the passage? For each evaluated question w
 documents and each mode, ``search_modes.jsonl`` in the output folder holds the rank of the first
 gold document in the top ``MAX_K`` (null: not there), searched with the pipeline's relevance
 floor, as the answering code searches. The report compares each mode with the one the runs used
-at the runs' k, paired question by question.
+at the runs' k, paired question by question, with the statistics of the fine-tune decision
+(`eval/stats.py`: a sign-flip test, Holm over the other modes, bound-padded intervals).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eval.qa import QAItem
-from eval.stats import Estimate, bootstrap_mean, paired_bootstrap
+from eval.stats import Comparison, Estimate, compare_paired, mean_interval
 from eval.variants import is_gold_doc
 from rag.retrieve import SEARCH_MODES, parse_mode
 
@@ -74,9 +75,10 @@ class ModeRecall:
     k: int
     #: (k, share of questions with a gold document in the top k) for k = 1, 3, 5, 10.
     recall: list[tuple[int, Estimate]]
-    #: Recall at the runs' k, and its difference from the mode the runs used (None for that one).
+    #: Recall at the runs' k, and its paired difference from the mode the runs used (None for
+    #: that one), Holm-corrected over the other modes.
     at_k: Estimate
-    diff: Estimate | None
+    diff: Comparison | None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,9 +91,9 @@ class ModeRecall:
 
 
 def summarize_modes(
-    rows: Sequence[dict[str, Any]], *, used: str, k: int, seed: int = 0, resamples: int = 2000
+    rows: Sequence[dict[str, Any]], *, used: str, k: int, seed: int = 0
 ) -> list[ModeRecall]:
-    """Per mode, recall@k with bootstrap CIs; the used mode first. Empty without rows."""
+    """Per mode, recall@k with its interval; the used mode first. Empty without rows."""
     ranks: dict[str, dict[str, int | None]] = {}
     for row in rows:
         ranks.setdefault(row["mode"], {})[row["qid"]] = row["gold_doc_rank"]
@@ -102,21 +104,21 @@ def summarize_modes(
     def found(mode: str, at: int) -> list[float]:
         return [1.0 if (r := ranks[mode][q]) is not None and r <= at else 0.0 for q in qids]
 
-    out = []
     known = SEARCH_MODES
-    for mode in sorted(ranks, key=lambda m: (m != used, known.index(m) if m in known else 9)):
-        recall = [
-            (at, bootstrap_mean(found(mode, at), seed=seed, resamples=resamples))
-            for at in sorted({1, 3, 5, MAX_K})
-        ]
-        diff = (
-            None
-            if mode == used
-            else paired_bootstrap(found(mode, k), found(used, k), seed=seed, resamples=resamples)
+    modes = sorted(ranks, key=lambda m: (m != used, known.index(m) if m in known else 9))
+    diffs = compare_paired(
+        {mode: (found(mode, k), found(used, k)) for mode in modes if mode != used}, seed=seed
+    )
+    return [
+        ModeRecall(
+            mode,
+            k,
+            [(at, mean_interval(found(mode, at))) for at in sorted({1, 3, 5, MAX_K})],
+            mean_interval(found(mode, k)),
+            diffs.get(mode),
         )
-        at_k = bootstrap_mean(found(mode, k), seed=seed, resamples=resamples)
-        out.append(ModeRecall(mode, k, recall, at_k, diff))
-    return out
+        for mode in modes
+    ]
 
 
 def mode_verdict(modes: Sequence[ModeRecall]) -> str | None:
@@ -129,7 +131,9 @@ def mode_verdict(modes: Sequence[ModeRecall]) -> str | None:
     base = modes[0]
     used, k = base.mode, base.k
     better = [
-        m for m in modes[1:] if m.diff is not None and m.diff.significant and m.diff.value > 0
+        m
+        for m in modes[1:]
+        if m.diff is not None and m.diff.significant and m.diff.difference.value > 0
     ]
     if not better:
         return (
@@ -141,7 +145,7 @@ def mode_verdict(modes: Sequence[ModeRecall]) -> str | None:
     return (
         f"Rule: {best.mode} search puts a gold document in the top {k} for {best.at_k.format()} "
         f"of questions, {used} (used here) for {base.at_k.format()}: "
-        f"{best.diff.format(signed=True)}, significantly better: rerun with `rag eval --mode "
-        f"{best.mode}` to confirm, then answer with it (`rag ask --mode {best.mode}`, "
-        f'"mode": "{best.mode}" in API requests).'
+        f"{best.diff.difference.format(signed=True)}, significantly better: rerun with "
+        f"`rag eval --mode {best.mode}` to confirm, then answer with it (`rag ask --mode "
+        f'{best.mode}`, "mode": "{best.mode}" in API requests).'
     )

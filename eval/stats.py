@@ -16,8 +16,6 @@ usual small-n tools: six tied questions make every resampling interval a single 
 - A family of comparisons with one baseline is corrected with Holm's step-down; its intervals are
   simultaneous (Bonferroni: each at 1 - alpha/m).
 - ``questions_needed`` is the paired test's power calculation from the observed spread.
-
-The percentile bootstrap stays for the search-mode table (``eval/search_modes.py``).
 """
 
 from __future__ import annotations

@@ -36,8 +36,9 @@ def test_the_used_mode_comes_first_and_others_are_paired_against_it() -> None:
     hybrid, dense, keyword = modes
     assert dict((k, e.value) for k, e in hybrid.recall) == {1: 0.0, 3: 0.5, 5: 0.5, 10: 0.5}
     assert hybrid.diff is None and hybrid.at_k.value == 0.5 and hybrid.at_k.n == n
-    assert keyword.diff is not None and keyword.diff.value == 0.5 and keyword.diff.significant
-    assert dense.diff is not None and dense.diff.value == -0.5
+    assert keyword.diff is not None and keyword.diff.significant
+    assert keyword.diff.difference.value == 0.5 and keyword.diff.family == 2
+    assert dense.diff is not None and dense.diff.difference.value == -0.5
     verdict = mode_verdict(modes)
     assert verdict is not None
     assert verdict.startswith("Rule: keyword search puts a gold document in the top 3 for 1.00")
@@ -51,7 +52,7 @@ def test_no_switch_without_a_significant_gain() -> None:
     )
     assert mode_verdict(modes) == (
         "Rule: no search mode puts a gold document in the top 3 significantly more often than "
-        "hybrid, which does for 0.67 [0.33, 1.00] (n=6) of questions: keep --mode hybrid."
+        "hybrid, which does for 0.67 [0.19, 1.00] (n=6) of questions: keep --mode hybrid."
     )
     assert summarize_modes([], used="hybrid", k=3) == []
     assert mode_verdict([]) is None
@@ -66,6 +67,7 @@ def request(tmp_path: Path, out: str, **overrides: object) -> EvalRequest:
         "out": tmp_path / out,
         "variants": ("rag", "rag-few-shot"),
         "sweep": (),
+        "k_sweep": (),
         "k": 2,
         "shots": 1,
         "demos_from_qa": 0,
