@@ -2,7 +2,8 @@
 
 Everything comes from ``results.jsonl`` and ``run.json`` in that folder (plus the adapter's
 loss curve when one was evaluated), so a report can be rebuilt at any time and always agrees
-with the rows. The page templates live in ``eval/templates`` and render strictly.
+with the rows. The page templates live in ``eval/templates`` and render strictly. The
+recommended settings go to ``settings.json`` beside the report (``eval/tuning.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from eval.run_summary import RunSummary
 from eval.search_modes import read_modes, summarize_modes
 from eval.summary import Summary, summarize
 from eval.svg import Bar, Point, bar_chart, line_chart, stacked_bars
+from eval.tuning import write_settings
 from eval.variants import ATTRIBUTIONS, BASELINE
 from rag.errors import InputError, PromptError
 
@@ -93,7 +95,13 @@ def write_report(
         cost_basis=hardware.describe(),
         seed=seed,
         search_modes=modes,
+        mode=str(config.get("mode", "hybrid")),
     )
+    if summary.settings is not None:
+        base = summary.get(BASELINE)
+        source = {key: config.get(key) for key in ("qa", "index", "model", "adapter")}
+        source.update(report=str(out), questions=base.n if base else None)
+        write_settings(out, summary.settings, source)
     loss = _loss_curve(config)
     payload = {"config": config, **summary.to_dict(), "loss_curve": loss}
     (out / "report.json").write_text(
@@ -110,6 +118,7 @@ def write_report(
         "method": method,
         "headline": headline,
         "recommendation": _markdown_lines(summary.recommendation),
+        "settings": _markdown_lines(_settings_lines(summary)),
         **{name: table.markdown() for name, table in tables.items()},
         "finetune": _finetune_md(config, loss),
         "setup": setup.markdown(),
@@ -119,6 +128,7 @@ def write_report(
         "method": escape(method),
         "headline": escape(headline),
         "recommendation": "".join(f"<p>{escape(line)}</p>" for line in summary.recommendation),
+        "settings": "".join(f"<p>{escape(line)}</p>" for line in _settings_lines(summary)),
         **{name: table.html() for name, table in tables.items()},
         **_plots(summary),
         "finetune": _finetune_html(config, loss),
@@ -127,6 +137,14 @@ def write_report(
     (out / "report.md").write_text(_render("report.md", md_values), encoding="utf-8")
     (out / "report.html").write_text(_render("report.html", html_values), encoding="utf-8")
     return summary
+
+
+def _settings_lines(summary: Summary) -> list[str]:
+    if summary.settings is None:
+        return [
+            f"No settings recommended: {BASELINE}, the default they are compared with, was not run."
+        ]
+    return summary.settings.lines()
 
 
 def _markdown_lines(lines: Sequence[str]) -> str:
@@ -224,6 +242,10 @@ def _tables(summary: Summary) -> dict[str, Table]:
         ["demonstrations", "F1 [95% CI]"],
         [[str(shots), estimate.format()] for shots, estimate in summary.sweep],
     )
+    k_sweep = Table(
+        ["passages (k)", "F1 [95% CI]"],
+        [[str(k), estimate.format()] for k, estimate in summary.k_sweep],
+    )
     doc = {k: f"{v:.2f} (n={n})" for k, v, n in summary.recall_curve}
     passage = {k: f"{v:.2f} (n={n})" for k, v, n in summary.passage_recall_curve}
     recall = Table(
@@ -236,12 +258,20 @@ def _tables(summary: Summary) -> dict[str, Table]:
         recall = Table(recall.headers, [*recall.rows, ["MRR", mrr, ""]])
     ks = [k for k, _ in summary.search_modes[0].recall] if summary.search_modes else []
     modes = Table(
-        ["search mode", *(f"gold document in top {k}" for k in ks), "Δ at the runs' k [95% CI]"],
+        [
+            "search mode",
+            *(f"gold document in top {k}" for k in ks),
+            "Δ at the runs' k [simultaneous 95% CI]",
+            "Holm p",
+        ],
         [
             [
                 m.mode,
                 *(e.format() for _, e in m.recall),
-                m.diff.format(signed=True) if m.diff is not None else "(used by the runs)",
+                m.diff.difference.format(signed=True)
+                if m.diff is not None
+                else "(used by the runs)",
+                _fmt(m.diff.p_holm, 3) if m.diff is not None else "",
             ]
             for m in summary.search_modes
         ],
@@ -267,6 +297,7 @@ def _tables(summary: Summary) -> dict[str, Table]:
     return {
         "variants_table": variants,
         "sweep_table": sweep,
+        "k_sweep_table": k_sweep,
         "recall_table": recall,
         "modes_table": modes,
         "cost_table": cost,
@@ -302,6 +333,13 @@ def _plots(summary: Summary) -> dict[str, str]:
         "F1",
         y_max=1.0,
     )
+    k_sweep = line_chart(
+        "F1 vs passages retrieved (k)",
+        {BASELINE: [Point(k, e.value, e.low, e.high, f"n={e.n}") for k, e in summary.k_sweep]},
+        "k",
+        "F1",
+        y_max=1.0,
+    )
     curves = {}
     if summary.recall_curve and not summary.search_modes:  # else the used mode's curve shows it
         curves["gold document"] = [Point(k, v, note=f"n={n}") for k, v, n in summary.recall_curve]
@@ -329,6 +367,7 @@ def _plots(summary: Summary) -> dict[str, str]:
     return {
         "plot_accuracy": accuracy,
         "plot_sweep": sweep,
+        "plot_k_sweep": k_sweep,
         "plot_recall": recall,
         "plot_cost": cost,
         "plot_attribution": attribution,

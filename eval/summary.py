@@ -4,7 +4,8 @@ Every figure here is computed from the rows; nothing is typed in. Each run gets 
 (``eval/run_summary.py``); the deployable runs are compared with the baseline
 (``rag-few-shot``) on the questions both answered, as one family corrected together
 (``eval/stats.py``); the recommendation (``eval/recommend.py``) is made from those figures and
-names the numbers it rests on, so a reader can check it.
+names the numbers it rests on, so a reader can check it; the recommended settings
+(``eval/tuning.py``) come from the sweeps by the same rule.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ from eval.results import Row
 from eval.run_summary import RunSummary, retrieves, summarize_run
 from eval.search_modes import ModeRecall
 from eval.stats import PERMUTATIONS, Comparison, Estimate, compare_paired, mean_interval
+from eval.tuning import RecommendedSettings, choose_settings
 from eval.variants import BASELINE, VARIANTS
 
 
 @dataclass(frozen=True)
 class Summary:
     runs: list[RunSummary]
-    #: (shots, F1 estimate) for retrieval runs without adapter or oracle, by shots.
+    #: (shots, F1 estimate) for retrieval runs without adapter or oracle at the baseline's k.
     sweep: list[tuple[int, Estimate]]
+    #: (k, F1 estimate) for the same runs at the baseline's demonstrations.
+    k_sweep: list[tuple[int, Estimate]]
     #: (k, recall, n) of the gold document, and of a passage holding the answer.
     recall_curve: list[tuple[int, float, int]]
     passage_recall_curve: list[tuple[int, float, int]]
@@ -38,6 +42,8 @@ class Summary:
     cost_basis: str = ""
     #: Gold-document recall of each search mode, the one the runs used first.
     search_modes: list[ModeRecall] = field(default_factory=list)
+    #: k, shots and mode by the decision's rule (None: the baseline was not run).
+    settings: RecommendedSettings | None = None
 
     @property
     def recommendation(self) -> list[str]:
@@ -54,6 +60,7 @@ class Summary:
             "min_gain": self.min_gain,
             "runs": [r.to_dict() for r in self.runs],
             "sweep": [{"shots": s, "f1": e.to_dict()} for s, e in self.sweep],
+            "k_sweep": [{"k": k, "f1": e.to_dict()} for k, e in self.k_sweep],
             "recall_curve": [{"k": k, "recall": v, "n": n} for k, v, n in self.recall_curve],
             "passage_recall_curve": [
                 {"k": k, "recall": v, "n": n} for k, v, n in self.passage_recall_curve
@@ -63,6 +70,7 @@ class Summary:
             "costs": [c.to_dict() for c in self.costs],
             "cost_basis": self.cost_basis,
             "search_modes": [m.to_dict() for m in self.search_modes],
+            "settings": self.settings.to_dict() if self.settings is not None else None,
         }
 
 
@@ -76,6 +84,7 @@ def summarize(
     seed: int = 0,
     resamples: int = PERMUTATIONS,
     search_modes: Sequence[ModeRecall] = (),
+    mode: str = "hybrid",
 ) -> Summary:
     by_run: dict[str, list[Row]] = {}
     for row in rows:
@@ -84,9 +93,11 @@ def summarize(
     runs = [summarize_run(name, rs, diffs.get(name)) for name, rs in by_run.items()]
     runs.sort(key=lambda r: (r.sweep, _order(r.variant), r.shots))
     retrieval_rows = _retrieval_rows(by_run)
+    base = by_run.get(BASELINE)
     return Summary(
         runs=runs,
-        sweep=_sweep(by_run),
+        sweep=_sweep(by_run, "k", base[0].k) if base else [],
+        k_sweep=_sweep(by_run, "shots", base[0].shots) if base else [],
         recall_curve=_curve(retrieval_rows, "gold_doc_rank", lambda r: r.gold_known),
         passage_recall_curve=_curve(retrieval_rows, "gold_passage_rank", lambda r: r.answerable),
         advice=recommend(
@@ -102,6 +113,14 @@ def summarize(
         costs=list(costs),
         cost_basis=cost_basis,
         search_modes=list(search_modes),
+        settings=choose_settings(
+            by_run,
+            mode=mode,
+            search_modes=search_modes,
+            min_gain=min_gain,
+            seed=seed,
+            resamples=resamples,
+        ),
     )
 
 
@@ -144,10 +163,13 @@ def _curve(rows: Sequence[Row], field_name: str, known: Any) -> list[tuple[int, 
     ]
 
 
-def _sweep(by_run: dict[str, list[Row]]) -> list[tuple[int, Estimate]]:
+def _sweep(by_run: dict[str, list[Row]], fixed: str, value: int) -> list[tuple[int, Estimate]]:
+    """F1 of the retrieval runs (no adapter, no oracle) whose ``fixed`` setting ("k" or "shots")
+    is the baseline's ``value``, by the other setting."""
+    swept = "shots" if fixed == "k" else "k"
     points: dict[int, list[Row]] = {}
     for rows in by_run.values():
         first = rows[0]
-        if first.variant in ("rag", BASELINE):
-            points.setdefault(first.shots, rows)
-    return [(shots, mean_interval([r.f1 for r in points[shots]])) for shots in sorted(points)]
+        if first.variant in ("rag", BASELINE) and getattr(first, fixed) == value:
+            points.setdefault(getattr(first, swept), rows)
+    return [(x, mean_interval([r.f1 for r in points[x]])) for x in sorted(points)]

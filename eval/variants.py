@@ -2,8 +2,8 @@
 
 The variants themselves (name -> retrieval, demonstrations, adapter, oracle) are `rag.variants`,
 the table the server and the CLI read too, so a report's row means what a client asking for that
-name gets. Here: planning the runs (the requested variants plus the demonstrations sweep), the
-oracle's gold passage, and why each answer went right or wrong.
+name gets. Here: planning the runs (the requested variants plus the demonstrations and k
+sweeps), the oracle's gold passage, and why each answer went right or wrong.
 """
 
 from __future__ import annotations
@@ -50,29 +50,45 @@ class RunSpec:
         return self.variant.configure(shots=self.shots, k=self.k)
 
     @property
-    def config_key(self) -> tuple[bool, int, bool, bool]:
+    def config_key(self) -> tuple[bool, int, int, bool, bool]:
+        """What the run answers with; two runs with one key would give the same rows (k only
+        matters with retrieval)."""
         config = self.config
-        return (config.retrieval, config.shots, config.oracle, config.adapter)
+        k = config.k if config.retrieval else 0
+        return (config.retrieval, config.shots, k, config.oracle, config.adapter)
 
 
 def plan_runs(
-    names: Sequence[str], *, shots: int, k: int, sweep: Sequence[int] = ()
+    names: Sequence[str],
+    *,
+    shots: int,
+    k: int,
+    sweep: Sequence[int] = (),
+    k_sweep: Sequence[int] = (),
 ) -> list[RunSpec]:
-    """The requested variants, then sweep points (retrieval with N demonstrations) that no
-    requested variant already covers. Runs without the adapter come first, so the base
-    pipeline can be released before the adapter's is loaded."""
+    """The requested variants, then sweep points that no requested variant already covers:
+    retrieval with N demonstrations at ``k`` (``sweep``), and the baseline with K passages at
+    ``shots`` (``k_sweep``). Runs without the adapter come first, so the base pipeline can be
+    released before the adapter's is loaded."""
     if shots < 0 or k < 1:
         raise ConfigError(f"need shots >= 0 and k >= 1, got shots={shots} k={k}")
     runs = []
     for name in dict.fromkeys(names):
         variant = get_variant(name)
         runs.append(RunSpec(name, variant, variant.configure(shots=shots, k=k).shots, k))
-    covered = {run.config_key for run in runs}
+    points = []
     for count in sorted(set(sweep)):
         if count < 0:
             raise ConfigError(f"sweep shot counts must be >= 0, got {count}")
         base = VARIANTS["rag" if count == 0 else BASELINE]
-        run = RunSpec(f"rag@{count}shot", base, count, k, sweep=True)
+        points.append(RunSpec(f"rag@{count}shot", base, count, k, sweep=True))
+    for passages in sorted(set(k_sweep)):
+        if passages < 1:
+            raise ConfigError(f"k sweep values must be >= 1, got {passages}")
+        base = VARIANTS["rag" if shots == 0 else BASELINE]
+        points.append(RunSpec(f"{base.name}@k{passages}", base, shots, passages, sweep=True))
+    covered = {run.config_key for run in runs}
+    for run in points:
         if run.config_key not in covered:
             runs.append(run)
             covered.add(run.config_key)

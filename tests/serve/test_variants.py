@@ -47,6 +47,7 @@ def run_evaluation(
         out=tmp_path / "report",
         adapter=adapter,
         sweep=(),
+        k_sweep=(),
         demos_from_qa=0,
     )
     generators = {False: ScriptedGenerator(cite_first), True: ScriptedGenerator(cite_first)}
