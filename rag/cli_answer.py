@@ -1,6 +1,9 @@
 """`rag search`, `rag ask` and `rag chat`: retrieval alone, one answer, a conversation.
 
-Each command reads settings, builds the pipeline (or retriever) once, calls it and prints.
+Each command reads settings, builds the pipeline (or retriever) once, calls it and prints. The
+answering defaults (k, shots, mode) come from ``--settings FILE``, else the index folder's
+``settings.json`` (what `rag eval --apply-settings` stored), else the built-in ones; an option
+given on the command line wins.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from rag.variants import DEFAULT_VARIANT, VARIANTS
 
 if TYPE_CHECKING:
     from rag.pipeline import AskOptions, Pipeline
+    from rag.settings import AnswerDefaults
     from rag.types import Answer, Chunk, Hit, Message
+    from rag.variants import VariantConfig
 
 INDEX_HELP = "Index folder (default: RAG_INDEX or ./index)."
 MODE_HELP = "Retrieval: hybrid (dense + keyword, fused), dense or keyword."
@@ -26,7 +31,7 @@ VARIANT_HELP = (
     f"{', '.join(n for n, v in VARIANTS.items() if not v.oracle)} "
     f"(default: {DEFAULT_VARIANT}; lora-rag with --adapter)."
 )
-SHOTS_HELP = "Demonstrations in the prompt, for the variants that show them."
+SHOTS_HELP = "Demonstrations in the prompt, for the variants that show them [settings, else 2]."
 BASE_URL_HELP = (
     "Generate with this OpenAI-compatible server (vLLM, llama.cpp, TGI), e.g. "
     "http://gpu-box:8000/v1; --model names its model (default: RAG_BASE_URL)."
@@ -37,6 +42,11 @@ CONTEXT_WINDOW_HELP = (
 )
 TOKENIZER_HELP = (
     "A registry model whose tokenizer counts prompts for a server without a tokenize endpoint."
+)
+K_HELP = "Passages to retrieve [settings, else 5]."
+SETTINGS_HELP = (
+    "Answering defaults (k, shots, mode) from this settings.json, as `rag eval` writes it "
+    "(default: the index folder's settings.json, when there is one)."
 )
 
 
@@ -68,6 +78,26 @@ def _print_sources(answer: Answer) -> None:
         typer.echo(f"  (markers pointing at no passage: {answer.invalid_markers})")
     if answer.dropped:
         typer.echo(f"  (left out to fit the context window: {'; '.join(answer.dropped)})")
+
+
+def _configure(
+    variant: str | None,
+    adapter: Path | None,
+    settings_file: Path | None,
+    index_dir: Path,
+    k: int | None,
+    shots: int | None,
+) -> tuple[AnswerDefaults, VariantConfig]:
+    """The answering defaults (``--settings``, the index's settings.json, built-in) and the
+    variant's configuration, an option given on the command line winning over them."""
+    from rag.settings import answer_defaults
+    from rag.variants import for_answering
+
+    defaults = answer_defaults(settings_file, index_dir)
+    config = for_answering(variant, adapter=adapter is not None).configure(
+        shots=defaults.shots if shots is None else shots, k=defaults.k if k is None else k
+    )
+    return defaults, config
 
 
 def _stream(
@@ -134,9 +164,12 @@ def register(app: typer.Typer) -> None:
             None, "--model", help="Generator: registry name or folder."
         ),
         variant: str | None = typer.Option(None, "--variant", help=VARIANT_HELP),
-        k: int = typer.Option(5, "--k", help="Passages to retrieve."),
-        shots: int = typer.Option(2, "--shots", help=SHOTS_HELP),
-        mode: str = typer.Option("hybrid", "--mode", help=MODE_HELP),
+        k: int | None = typer.Option(None, "--k", help=K_HELP),
+        shots: int | None = typer.Option(None, "--shots", help=SHOTS_HELP),
+        mode: str | None = typer.Option(
+            None, "--mode", help=MODE_HELP + " [settings, else hybrid]"
+        ),
+        settings_file: Path | None = typer.Option(None, "--settings", help=SETTINGS_HELP),
         min_score: float | None = typer.Option(
             None, "--min-score", help="Relevance floor on the dense cosine (default: calibrated)."
         ),
@@ -156,15 +189,17 @@ def register(app: typer.Typer) -> None:
         from rag.pipeline import build_pipeline
         from rag.retrieve import parse_mode
         from rag.settings import load_settings
-        from rag.variants import for_answering
 
         settings = load_settings()
-        config = for_answering(variant, adapter=adapter is not None).configure(shots=shots, k=k)
+        index_dir = index or settings.index
+        defaults, config = _configure(variant, adapter, settings_file, index_dir, k, shots)
         options = config.options(
-            mode=parse_mode(mode), min_score=min_score, max_new_tokens=max_new_tokens
+            mode=parse_mode(mode or defaults.mode),
+            min_score=min_score,
+            max_new_tokens=max_new_tokens,
         )
         pipeline = build_pipeline(
-            (index or settings.index) if config.retrieval else None,
+            index_dir if config.retrieval else None,
             model or settings.model,
             cache_dir=settings.cache_dir,
             device=settings.device or None,
@@ -186,8 +221,9 @@ def register(app: typer.Typer) -> None:
             None, "--model", help="Generator: registry name or folder."
         ),
         variant: str | None = typer.Option(None, "--variant", help=VARIANT_HELP),
-        k: int = typer.Option(5, "--k", help="Passages to retrieve."),
-        shots: int = typer.Option(2, "--shots", help=SHOTS_HELP),
+        k: int | None = typer.Option(None, "--k", help=K_HELP),
+        shots: int | None = typer.Option(None, "--shots", help=SHOTS_HELP),
+        settings_file: Path | None = typer.Option(None, "--settings", help=SETTINGS_HELP),
         adapter: Path | None = typer.Option(None, "--adapter", help="A LoRA adapter folder."),
         base_url: str | None = typer.Option(None, "--base-url", help=BASE_URL_HELP),
         context_window: int | None = typer.Option(
@@ -197,21 +233,22 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Chat over the indexed documents; follow-ups keep the context. /sources /reset /quit."""
         from rag.pipeline import build_pipeline
+        from rag.retrieve import parse_mode
         from rag.settings import load_settings
         from rag.types import Message
-        from rag.variants import for_answering
 
         settings = load_settings()
-        config = for_answering(variant, adapter=adapter is not None).configure(shots=shots, k=k)
+        index_dir = index or settings.index
+        defaults, config = _configure(variant, adapter, settings_file, index_dir, k, shots)
         pipeline = build_pipeline(
-            (index or settings.index) if config.retrieval else None,
+            index_dir if config.retrieval else None,
             model or settings.model,
             cache_dir=settings.cache_dir,
             device=settings.device or None,
             adapter=adapter,
             remote=settings.remote(base_url, context_window, tokenizer),
         )
-        options = config.options()
+        options = config.options(mode=parse_mode(defaults.mode))
         history: list[Message] = []
         last: Answer | None = None
         typer.echo("Ask a question. Commands: /sources, /reset, /quit.")

@@ -1,19 +1,28 @@
-"""Settings read once, at the edge (the CLI and the server), from `RAG_*` variables and `.env`.
+"""Settings read once, at the edge (the CLI and the server), from `RAG_*` variables and `.env`,
+and the answering defaults an evaluation recommends (`settings.json`).
 
-Library code never reads the environment: it takes these values as explicit arguments.
+Library code never reads the environment or these files: it takes their values as explicit
+arguments.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from platformdirs import user_cache_dir
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rag.errors import ConfigError
 
 if TYPE_CHECKING:
     from rag.generate.remote import Remote
+
+#: The recommended settings `rag eval` writes (``OUT/settings.json``); in an index folder, that
+#: index's answering defaults.
+SETTINGS_FILE = "settings.json"
 
 
 def default_cache_dir() -> Path:
@@ -70,3 +79,41 @@ class Settings(BaseSettings):
 
 def load_settings() -> Settings:
     return Settings()
+
+
+class AnswerDefaults(BaseModel):
+    """How to answer when a request does not say: passages, demonstrations, search mode."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    k: int = Field(default=5, ge=1, le=100)
+    shots: int = Field(default=2, ge=0, le=20)
+    mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+    #: The file the values came from (None: the built-in defaults).
+    source: Path | None = Field(default=None, exclude=True)
+
+
+def answer_defaults(settings_file: Path | None, index: Path | None) -> AnswerDefaults:
+    """The defaults in ``settings_file``; without one, in ``index``'s ``settings.json`` (what
+    `rag eval --apply-settings` stored there); else the built-in ones."""
+    path = settings_file
+    if path is None and index is not None and (Path(index) / SETTINGS_FILE).is_file():
+        path = Path(index) / SETTINGS_FILE
+    if path is None:
+        return AnswerDefaults()
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return AnswerDefaults.model_validate({**data, "source": path})
+    except OSError as error:
+        raise ConfigError(f"cannot read the settings file {path}: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            f"{path} is not JSON ({error.msg}): pass the settings.json `rag eval` wrote"
+        ) from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        raise ConfigError(
+            f"{path} is not a settings file ({detail}): pass the settings.json `rag eval` "
+            "wrote, or delete it"
+        ) from None

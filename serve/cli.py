@@ -45,6 +45,12 @@ def register(app: typer.Typer) -> None:
         examples: Path | None = typer.Option(
             None, "--examples", help="JSONL example bank for the demonstrations."
         ),
+        settings_file: Path | None = typer.Option(
+            None,
+            "--settings",
+            help="Answering defaults (k, shots, mode) from a `rag eval` settings.json "
+            "(default: the index folder's, when it has one).",
+        ),
         concurrency: int | None = typer.Option(
             None, "--concurrency", help="Generations at once [1]; more only helps on a GPU."
         ),
@@ -73,6 +79,7 @@ def register(app: typer.Typer) -> None:
             context_window=context_window,
             tokenizer=tokenizer,
             examples=examples,
+            settings_file=settings_file,
             concurrency=concurrency,
             queue_size=queue_size,
             device=device,

@@ -48,7 +48,9 @@ async def ask(
     if not body.question.strip():
         raise ApiError(400, "'question' is empty: ask something.", param="question")
     variant = state.variant(body.model)
-    config, options = body.options(variant, max_tokens=body.max_tokens)
+    config, options = body.options(
+        variant, max_tokens=body.max_tokens, answering=state.config.answering
+    )
     history = [m.to_message() for m in body.history]
     try:
         final = await complete_answer(
@@ -64,7 +66,7 @@ async def search(body: SearchRequest, state: State, metrics: AppMetrics) -> dict
     state.require_ready()
     if not body.query.strip():
         raise ApiError(400, "'query' is empty: search for something.", param="query")
-    options = body.search_options()
+    options = body.search_options(state.config.answering)
     started = time.perf_counter()
     hits = await run_in_threadpool(lambda: state.pipeline().search(body.query, options))
     seconds = time.perf_counter() - started

@@ -88,7 +88,12 @@ async def chat_completions(
     if not question.strip():
         raise ApiError(400, "The last message is empty: ask something.", param="messages")
     variant = state.variant(body.model)
-    config, options = body.options(variant, max_tokens=max_tokens, stop=body.stop_strings())
+    config, options = body.options(
+        variant,
+        max_tokens=max_tokens,
+        stop=body.stop_strings(),
+        answering=state.config.answering,
+    )
     history = [m.to_message() for m in body.messages[:-1]]
     completion = _Completion(config)
     try:

@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from rag.pipeline import AskOptions
+from rag.settings import AnswerDefaults
 from rag.types import Answer, Chunk, Hit, Message
 from rag.variants import Variant, VariantConfig
 
@@ -103,26 +104,30 @@ class Filters(BaseModel):
     extensions, which OpenAI clients send with ``extra_body``)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    k: int = Field(default=5, ge=0, le=100)
+    #: None: the server's default (its settings file, else 5); so for ``mode`` and ``shots``.
+    k: int | None = Field(default=None, ge=0, le=100)
     source_glob: Text | None = Field(default=None, max_length=1_000)
     doc_ids: list[Annotated[Text, Field(max_length=1_000)]] = Field(
         default_factory=list, max_length=1_000
     )
     min_score: float | None = Field(default=None, allow_inf_nan=False)
     mmr: bool = False
-    mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+    mode: Literal["hybrid", "dense", "keyword"] | None = None
 
-    def _filters(self) -> dict[str, Any]:
+    def _filters(self, defaults: AnswerDefaults) -> dict[str, Any]:
         return {
             "source_glob": self.source_glob,
             "doc_ids": tuple(self.doc_ids),
             "min_score": self.min_score,
             "mmr": self.mmr,
-            "mode": self.mode,
+            "mode": self.mode or defaults.mode,
         }
 
-    def search_options(self) -> AskOptions:
-        return AskOptions(k=self.k, **self._filters())
+    def _k(self, defaults: AnswerDefaults) -> int:
+        return defaults.k if self.k is None else self.k
+
+    def search_options(self, defaults: AnswerDefaults) -> AskOptions:
+        return AskOptions(k=self._k(defaults), **self._filters(defaults))
 
 
 def _model_named(value: str | None) -> str | None:
@@ -150,16 +155,22 @@ class AnswerSettings(Filters):
     seed: int | None = None
 
     def options(
-        self, variant: Variant, *, max_tokens: int | None, stop: tuple[str, ...] = ()
+        self,
+        variant: Variant,
+        *,
+        max_tokens: int | None,
+        stop: tuple[str, ...] = (),
+        answering: AnswerDefaults,
     ) -> tuple[VariantConfig, AskOptions]:
         """The configuration ``variant`` runs with for this request, and the pipeline's options
-        (the one builder of both answering routes)."""
+        (the one builder of both answering routes); what the request leaves out, ``answering``
+        (the server's settings) fills in."""
         defaults = AskOptions()
         config = variant.configure(
-            shots=defaults.shots if self.shots is None else self.shots, k=self.k
+            shots=answering.shots if self.shots is None else self.shots, k=self._k(answering)
         )
         options = config.options(
-            **self._filters(),
+            **self._filters(answering),
             max_new_tokens=max_tokens or defaults.max_new_tokens,
             temperature=self.temperature or 0.0,
             top_p=defaults.top_p if self.top_p is None else self.top_p,

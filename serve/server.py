@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.errors import ConfigError
+from rag.settings import answer_defaults
 from serve.limits import Limits
 from serve.settings import ServeSettings
 from serve.state import Pipelines, ServerConfig, ServerState
@@ -49,6 +50,7 @@ def build_state(settings: ServeSettings, metrics_dir: Path | None = None) -> Ser
         concurrency=settings.concurrency,
         queue_size=settings.queue_size,
         metrics_dir=metrics_dir,
+        answering=answer_defaults(settings.settings_file, settings.index),
     )
 
     def load() -> Pipelines:

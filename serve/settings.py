@@ -27,6 +27,9 @@ class ServeSettings(Settings):
     examples: Path | None = None
     #: Worker processes over the one index folder, each with its own model (`--workers`).
     workers: int = Field(default=1, ge=1, le=64)
+    #: Answering defaults (k, shots, mode) from a `rag eval` settings.json; without one, the
+    #: index folder's settings.json when it has one.
+    settings_file: Path | None = None
     #: Generations running at once (a local CPU model gains nothing from more than 1).
     concurrency: int = Field(default=1, ge=1, le=256)
     #: Requests allowed to wait for a generation slot; one more gets 429.

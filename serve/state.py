@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.errors import RagError, UnknownModel
+from rag.settings import AnswerDefaults
 from rag.variants import DEFAULT_VARIANT, Variant, available
 from serve.gate import GenerationGate
 from serve.http_errors import ApiError
@@ -60,6 +61,8 @@ class ServerConfig:
     metrics_dir: Path | None = None
     #: What one uploaded file may cost to read (bytes, text, seconds); None: the defaults.
     file_limits: FileLimits | None = None
+    #: k, shots and mode for requests that do not say (`--settings`, the index's settings.json).
+    answering: AnswerDefaults = field(default_factory=AnswerDefaults)
 
 
 class ServerState:

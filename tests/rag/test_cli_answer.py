@@ -168,3 +168,41 @@ def test_the_lora_variants_and_the_adapter_go_together(app: typer.Typer, tmp_pat
     tuned = CliRunner().invoke(app, ["ask", "How much annual leave?", *adapter])
     assert tuned.exit_code == 0, tuned.output  # lora-rag: the default with an adapter
     assert app.calls[-1]["adapter"] == tmp_path  # type: ignore[attr-defined]
+
+
+def test_ask_and_chat_take_their_defaults_from_the_settings(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    """The index folder's settings.json (what `rag eval --apply-settings` stores) sets k, shots
+    and mode; --settings names another file; an option on the command line wins."""
+    index = tmp_path / "index"
+    index.mkdir()
+    (index / "settings.json").write_text(json.dumps({"k": 1, "shots": 0, "mode": "keyword"}))
+    asked = ["ask", "How much annual leave?", "--index", str(index), "--json"]
+
+    def sent(*args: str) -> tuple[list[Message], dict[str, object]]:
+        result = CliRunner().invoke(app, [*asked, *args])
+        assert result.exit_code == 0, result.output
+        [chat] = app.calls[-1]["generator"].prompts  # type: ignore[attr-defined]
+        return chat, json.loads(result.output)
+
+    chat, answer = sent()
+    assert len(chat) == 2 and "[2]" not in chat[-1].content  # no demonstrations, one passage
+    assert set(answer["hits"][0]["ranks"]) == {"keyword"}
+    chat, answer = sent("--k", "2", "--mode", "hybrid")
+    assert "[2]" in chat[-1].content and set(answer["hits"][0]["ranks"]) == {"dense", "keyword"}
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"k": 2, "shots": 1, "mode": "dense", "lines": ["ignored"]}))
+    chat, answer = sent("--settings", str(other))
+    assert len(chat) == 4 and set(answer["hits"][0]["ranks"]) == {"dense"}
+
+    result = CliRunner().invoke(app, ["chat", "--index", str(index)], input="How much leave?\n")
+    assert result.exit_code == 0, result.output
+    [chat] = app.calls[-1]["generator"].prompts  # type: ignore[attr-defined]
+    assert len(chat) == 2 and "[2]" not in chat[-1].content
+
+    other.write_text(json.dumps({"k": 0}))
+    bad = CliRunner().invoke(app, [*asked, "--settings", str(other)])
+    assert bad.exit_code != 0 and "is not a settings file (k: Input should be greater" in str(
+        bad.exception
+    )
