@@ -1,4 +1,4 @@
-"""`rag eval` and `rag finetune`: parse, read settings, call one function, print.
+"""`rag eval`, `rag finetune` and `rag qa`: parse, read settings, call one function, print.
 
 Heavy imports stay inside the commands so `rag --help` starts fast.
 """
@@ -19,7 +19,10 @@ VARIANTS_HELP = (
 
 
 def register(app: typer.Typer) -> None:
-    """Add `eval` and `finetune` to the `rag` app."""
+    """Add `eval`, `finetune` and the `qa` group to the `rag` app."""
+    from eval.qa_cli import qa_app
+
+    app.add_typer(qa_app)
 
     @app.command("eval")
     def eval_command(
@@ -51,6 +54,21 @@ def register(app: typer.Typer) -> None:
         shots: int = typer.Option(2, "--shots", help="Demonstrations for the few-shot variants."),
         shots_sweep: bool = typer.Option(
             True, "--shots-sweep/--no-shots-sweep", help="Also run retrieval with 0/1/3/5 demos."
+        ),
+        k_sweep: bool = typer.Option(
+            True, "--k-sweep/--no-k-sweep", help="Also run retrieval with k = 1/2/3/5 passages."
+        ),
+        reviewed_only: bool = typer.Option(
+            False,
+            "--reviewed-only",
+            help="Only the questions a person accepted or edited (`rag qa review`); rejected ones "
+            "are left out either way.",
+        ),
+        apply_settings: bool = typer.Option(
+            False,
+            "--apply-settings",
+            help="Store the recommended settings (OUT/settings.json) in the index folder, where "
+            "`rag ask/chat/serve` take them as defaults.",
         ),
         target: float | None = typer.Option(
             None, "--target", help="Target F1 (0..1): the report says what would reach it."
@@ -86,7 +104,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Compare closed-book, few-shot, RAG, oracle and LoRA answers; write a report."""
         from eval.costs import Hardware
-        from eval.evaluate import EvalRequest, evaluate, parse_variants
+        from eval.evaluate import K_SWEEP, SWEEP, EvalRequest, evaluate, parse_variants
         from rag.settings import load_settings
 
         settings = load_settings()
@@ -102,7 +120,8 @@ def register(app: typer.Typer) -> None:
             k=k,
             mode=mode,
             shots=shots,
-            sweep=(0, 1, 3, 5) if shots_sweep else (),
+            sweep=SWEEP if shots_sweep else (),
+            k_sweep=K_SWEEP if k_sweep else (),
             target=target,
             min_gain=min_gain,
             batch_size=batch_size,
@@ -110,6 +129,7 @@ def register(app: typer.Typer) -> None:
             examples=examples,
             demos_from_qa=demos_from_qa,
             smoke=smoke,
+            reviewed_only=reviewed_only,
         )
         hardware = Hardware(
             peak_flops=gpu_tflops * 1e12, utilization=gpu_mfu, usd_per_hour=gpu_usd_per_hour
@@ -124,7 +144,15 @@ def register(app: typer.Typer) -> None:
         )
         for line in summary.recommendation:
             typer.echo(line)
+        if summary.settings is not None:
+            for line in summary.settings.lines():
+                typer.echo(line)
         typer.echo(f"Report: {out / 'report.html'} (also report.md, report.json, results.jsonl)")
+        if apply_settings:
+            from eval.tuning import apply_settings as store
+
+            stored = store(out, request.index)
+            typer.echo(f"Applied: {stored} (rag ask/chat/serve --index {request.index} use it)")
 
     @app.command()
     def finetune(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from eval.costs import Hardware, model_parameters
 from eval.demos import DEMOS_FILE, demo_pool, write_demos
 from eval.finetune import META_FILE, train_questions
-from eval.qa import load_qa, sample
+from eval.qa import load_qa, reviewed_items, sample
 from eval.recommend import MIN_GAIN
 from eval.report import write_report
 from eval.results import ResultsFile
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("eval")
 
 SWEEP = (0, 1, 3, 5)
+#: Passages retrieved at the sweep's points (the baseline with the run's demonstrations).
+K_SWEEP = (1, 2, 3, 5)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class EvalRequest:
     mode: str = "hybrid"
     shots: int = 2
     sweep: tuple[int, ...] = SWEEP
+    k_sweep: tuple[int, ...] = K_SWEEP
     target: float | None = None
     #: The smallest F1 gain worth fine-tuning for (a report setting: changing it reruns nothing).
     min_gain: float = MIN_GAIN
@@ -67,6 +70,9 @@ class EvalRequest:
     demos_from_qa: int = 32
     #: Label the report as a smoke run (too few questions for conclusions).
     smoke: bool = False
+    #: Evaluate only the rows a person accepted or edited (`rag qa review`); rejected rows are
+    #: left out either way.
+    reviewed_only: bool = False
 
     def __post_init__(self) -> None:
         parse_mode(self.mode)
@@ -99,6 +105,7 @@ class EvalRequest:
             if self.examples
             else None,
             "demos_from_qa": self.demos_from_qa,
+            "reviewed_only": self.reviewed_only,
             # Answers depend on the prompt wording: an edited template starts a new run.
             "prompts": templates_digest(),
         }
@@ -118,7 +125,15 @@ def evaluate(
     runs behind ``remote`` when given (every variant but the LoRA ones)."""
     if remote is not None and request.adapter is not None:
         raise ConfigError(REMOTE_ADAPTER)
-    every_item = load_qa(request.qa, cache_dir=cache_dir)
+    loaded = load_qa(request.qa, cache_dir=cache_dir)
+    every_item = reviewed_items(loaded, only=request.reviewed_only, where=request.qa)
+    if len(every_item) < len(loaded):
+        log.info(
+            "Left out %d questions of %s: %s",
+            len(loaded) - len(every_item),
+            request.qa,
+            "not reviewed or rejected" if request.reviewed_only else "rejected in review",
+        )
     items = sample(every_item, request.limit, request.seed)
     demonstrations = str(request.examples or "the bundled bank")
     if request.demos_from_qa and request.examples is None:
@@ -138,7 +153,13 @@ def evaluate(
     if request.adapter is not None:
         _check_adapter(request.adapter, request.model)
         check_no_leakage(train_questions(request.adapter), items)
-    runs = plan_runs(request.variant_names(), shots=request.shots, k=request.k, sweep=request.sweep)
+    runs = plan_runs(
+        request.variant_names(),
+        shots=request.shots,
+        k=request.k,
+        sweep=request.sweep,
+        k_sweep=request.k_sweep,
+    )
     results = ResultsFile(request.out)
     results.start(
         request.fingerprint(),

@@ -6,7 +6,8 @@ unanswerable question), optional ``doc_ids`` (gold documents, matched against th
 documents' ids or source paths), optional ``answerable`` (``false`` marks a question the
 documents do not answer) and optional ``context`` (the gold passage text, which the oracle
 variant reads). Unknown fields are kept in ``extra`` and written back unchanged, so a team's own
-annotations survive a round trip.
+annotations survive a round trip; one of them, ``reviewed`` (``accepted``, ``edited`` or
+``rejected``), is a person's verdict on a generated row (`rag qa review`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from rag.errors import ConfigError, InputError
 FETCHABLE = ("squad", "bank", "counterfactual")
 
 _KNOWN_FIELDS = {"id", "question", "answers", "doc_ids", "answerable", "context"}
+#: The review states of a row a person checked and kept.
+REVIEWED = ("accepted", "edited")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,12 @@ class QAItem:
             raise InputError(
                 f'QA item {self.id} has no answers; give it answers or mark it "answerable": false'
             )
+
+    @property
+    def review(self) -> str | None:
+        """A person's verdict on the row (``accepted``, ``edited``, ``rejected``), if any."""
+        state = self.extra.get("reviewed")
+        return str(state) if state else None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QAItem:
@@ -141,6 +150,21 @@ def load_qa(source: str | Path, *, cache_dir: Path) -> list[QAItem]:
     if path.suffix == ".json":
         return load_squad_json(path)
     return read_qa_jsonl(path)
+
+
+def reviewed_items(items: Sequence[QAItem], *, only: bool, where: str) -> list[QAItem]:
+    """``items`` without the rows a person rejected; with ``only``, just the accepted and edited
+    ones (an error when there are none)."""
+    kept = [item for item in items if item.review != "rejected"]
+    if not only:
+        return kept
+    kept = [item for item in kept if item.review in REVIEWED]
+    if not kept:
+        raise ConfigError(
+            f"no reviewed questions in {where}: review them with `rag qa review {where} --out "
+            "FILE` and evaluate FILE, or drop --reviewed-only"
+        )
+    return kept
 
 
 def sample(items: Sequence[QAItem], limit: int | None, seed: int = 0) -> list[QAItem]:
