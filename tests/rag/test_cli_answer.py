@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -180,7 +181,7 @@ def test_ask_and_chat_take_their_defaults_from_the_settings(
     (index / "settings.json").write_text(json.dumps({"k": 1, "shots": 0, "mode": "keyword"}))
     asked = ["ask", "How much annual leave?", "--index", str(index), "--json"]
 
-    def sent(*args: str) -> tuple[list[Message], dict[str, object]]:
+    def sent(*args: str) -> tuple[list[Message], dict[str, Any]]:
         result = CliRunner().invoke(app, [*asked, *args])
         assert result.exit_code == 0, result.output
         [chat] = app.calls[-1]["generator"].prompts  # type: ignore[attr-defined]
