@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from eval.evaluate import SWEEP, EvalRequest, evaluate
+from eval.evaluate import K_SWEEP, SWEEP, EvalRequest, evaluate
 from eval.finetune import FinetuneRequest, finetune
 from eval.lora import TrainConfig
 from eval.qa import load_qa, sample, write_qa_jsonl
@@ -120,9 +120,9 @@ def headline(name: str, out: Path) -> None:
         print(line)
 
 
-def main() -> None:
-    settings = load_settings()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The options of a decision-report benchmark (this one's, and bench/qa_validate.py's)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--sets", default="squad,bank", help="comma-separated: squad, bank")
     parser.add_argument("--model", default="qwen2.5-0.5b")
     parser.add_argument(
@@ -142,18 +142,51 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, default=60, help="0: no adapter")
     parser.add_argument("--train-size", type=int, default=400)
     parser.add_argument("--with-context", action="store_true", help="RAFT-style adapter")
-    parser.add_argument("--no-sweep", action="store_true")
+    parser.add_argument("--no-sweep", action="store_true", help="no demonstrations or k sweep")
     parser.add_argument(
         "--demos-from-qa", type=int, default=32, help="demonstrations from unevaluated questions"
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--smoke", action="store_true", help="label the reports a smoke run")
     parser.add_argument("--work", type=Path, default=Path(".data/eval-bench"))
-    args = parser.parse_args()
-    if args.threads:
+    return parser
+
+
+def eval_request(
+    args: argparse.Namespace, qa: str, index: Path, out: Path, adapter: Path | None, limit: int
+) -> EvalRequest:
+    """The decision report's request for the QA set ``qa``, with the benchmark's settings."""
+    return EvalRequest(
+        qa=qa,
+        index=index,
+        model=args.model,
+        out=out,
+        adapter=adapter,
+        limit=limit,
+        seed=args.seed,
+        k=args.k,
+        shots=args.shots,
+        sweep=() if args.no_sweep else SWEEP,
+        k_sweep=() if args.no_sweep else K_SWEEP,
+        target=args.target,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        demos_from_qa=args.demos_from_qa,
+        smoke=args.smoke,
+    )
+
+
+def use_threads(threads: int) -> None:
+    if threads:
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
+
+
+def main() -> None:
+    settings = load_settings()
+    args = arguments(__doc__.split("\n")[0]).parse_args()
+    use_threads(args.threads)
     print(f"load average before: {os.getloadavg()}")
     started = time.perf_counter()
     for name in [n.strip() for n in args.sets.split(",") if n.strip()]:
@@ -162,26 +195,7 @@ def main() -> None:
         adapter = train_adapter(name, limit, args, args.work, settings.cache_dir, index)
         out = args.work / name / f"report-{args.model}-{limit}{'-smoke' if args.smoke else ''}"
         set_started = time.perf_counter()
-        evaluate(
-            EvalRequest(
-                qa=name,
-                index=index,
-                model=args.model,
-                out=out,
-                adapter=adapter,
-                limit=limit,
-                seed=args.seed,
-                k=args.k,
-                shots=args.shots,
-                sweep=() if args.no_sweep else SWEEP,
-                target=args.target,
-                batch_size=args.batch_size,
-                max_new_tokens=args.max_new_tokens,
-                demos_from_qa=args.demos_from_qa,
-                smoke=args.smoke,
-            ),
-            cache_dir=settings.cache_dir,
-        )
+        evaluate(eval_request(args, name, index, out, adapter, limit), cache_dir=settings.cache_dir)
         print(f"[{name}] evaluated in {time.perf_counter() - set_started:.0f} s")
         headline(name, out)
     print(f"\nload average after: {os.getloadavg()}; total {time.perf_counter() - started:.0f} s")

@@ -1,0 +1,156 @@
+"""Do generated questions lead to the decision human questions do? SQuAD and the bank FAQ.
+
+For each corpus: the index, the human QA sample and the LoRA adapter exactly as
+`bench/eval_squad.py` makes them (same --work folder, so they are shared); then `rag qa generate`
+over the same index, restricted to the documents the human sample asks about (as many questions
+as the sample plus the demonstrations drawn from unevaluated ones, no unanswerable ones: the
+human sets have none); generated questions that near-duplicate the adapter's training questions
+are left out (the leakage check would refuse them); then the decision report on both sets with
+the same settings, and the comparison (`eval/qa_agreement.py`): per-variant F1 on each, Kendall
+tau of the variants' orderings, the fine-tune verdicts, the recommended settings, and whether
+generated questions are easier or harder, paired by variant.
+
+Every step is resumable (index, adapter, the generation's candidates file, the evaluations'
+results.jsonl): rerun the same command after an interruption. Prints figures, never pass/fail.
+
+    PYTHONPATH=. python bench/qa_validate.py                          # full (hours)
+    PYTHONPATH=. python bench/qa_validate.py --limit 6 --smoke \\
+        --model smollm2-135m --finetune-steps 2 --train-size 8 --no-sweep   # smoke (minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def main() -> None:
+    # Run as a script, this folder comes first on sys.path and bench/ingest.py would shadow the
+    # ingest package (as in bench/eval_squad.py).
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    from bench.eval_squad import arguments, use_threads
+    from rag.settings import load_settings
+
+    parser = arguments((__doc__ or "").split("\n")[0])
+    parser.add_argument("--generator", default=None, help="model that writes the questions")
+    parser.add_argument("--max-tries", type=float, default=3.0, help="generation candidates")
+    args = parser.parse_args()
+    use_threads(args.threads)
+    settings = load_settings()
+    print(f"load average before: {os.getloadavg()}")
+    started = time.perf_counter()
+    results = {}
+    lines: list[str] = []
+    for name in [n.strip() for n in args.sets.split(",") if n.strip()]:
+        agreement, timings = validate(name, args, settings.cache_dir)
+        results[name] = {**agreement.to_dict(), "seconds": timings}
+        took = ", ".join(f"{step} {s:.0f}" for step, s in timings.items())
+        lines += [*agreement.lines(name), f"Seconds: {took}", ""]
+    out = args.work / f"qa-validate-{args.model}{'-smoke' if args.smoke else ''}.json"
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    print("\n" + "\n".join(lines))
+    print(f"Written: {out}")
+    print(f"load average after: {os.getloadavg()}; total {time.perf_counter() - started:.0f} s")
+
+
+def validate(name: str, args: argparse.Namespace, cache_dir: Path) -> tuple[Any, dict[str, float]]:
+    """Index, adapter, generated set, both evaluations, and their comparison for one corpus."""
+    from bench.eval_squad import LIMITS, eval_request, prepare_index, train_adapter
+    from eval.evaluate import evaluate
+    from eval.qa import load_qa, sample
+
+    timings: dict[str, float] = {}
+    limit = args.limit or LIMITS.get(name, 200)
+    clock = time.perf_counter()
+    index = prepare_index(name, args.work, cache_dir)
+    timings["index"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    adapter = train_adapter(name, limit, args, args.work, cache_dir, index)
+    timings["adapter"] = time.perf_counter() - clock
+    human = sample(load_qa(name, cache_dir=cache_dir), limit, args.seed)
+    clock = time.perf_counter()
+    generated = generate_set(
+        name, args, limit, index, sorted({d for i in human for d in i.doc_ids})
+    )
+    timings["generate"] = time.perf_counter() - clock
+    if adapter is not None:
+        generated = without_leaks(generated, adapter)
+    work = args.work / name / f"validate-{args.model}-{limit}{'-smoke' if args.smoke else ''}"
+    reports = {}
+    for label, qa in (("human", name), ("generated", str(generated))):
+        clock = time.perf_counter()
+        request = eval_request(args, qa, index, work / label, adapter, limit)
+        evaluate(request, cache_dir=cache_dir, progress=True)
+        timings[f"evaluate {label}"] = time.perf_counter() - clock
+        reports[label] = request.out
+    return compare(reports), timings
+
+
+def generate_set(
+    name: str, args: argparse.Namespace, limit: int, index: Path, doc_ids: list[str]
+) -> Path:
+    """The generated set over the human sample's documents (resumes from its candidates)."""
+    from eval.qa_generate import GenerateRequest, build_qa_pipeline, generate_qa
+    from rag.settings import load_settings
+
+    writer = args.generator or args.model
+    request = GenerateRequest(
+        index=index,
+        out=args.work / name / f"generated-{writer}-{limit}-{args.seed}.jsonl",
+        model=writer,
+        n=limit + args.demos_from_qa,
+        seed=args.seed,
+        unanswerable=0.0,
+        max_tries=args.max_tries,
+        doc_ids=tuple(doc_ids),
+        k=args.k,
+        batch_size=args.batch_size,
+    )
+    settings = load_settings()
+    pipeline = build_qa_pipeline(request, cache_dir=settings.cache_dir)
+    summary = generate_qa(request, pipeline, log=print)
+    print(f"[{name}] " + "\n".join(summary.lines()))
+    return request.out
+
+
+def without_leaks(path: Path, adapter: Path) -> Path:
+    """``path`` without the questions that near-duplicate the adapter's training questions."""
+    from eval.finetune import train_questions
+    from eval.qa import read_qa_jsonl, write_qa_jsonl
+    from eval.split import find_leaks
+
+    items = read_qa_jsonl(path)
+    leaking = {leak.test_id for leak in find_leaks(train_questions(adapter), items)}
+    if not leaking:
+        return path
+    print(f"{len(leaking)} generated questions near-duplicate the adapter's training questions")
+    kept = path.with_name(path.stem + f"-no-leaks-{adapter.name}.jsonl")
+    write_qa_jsonl([item for item in items if item.id not in leaking], kept)
+    return kept
+
+
+def compare(reports: dict[str, Path]) -> Any:
+    from eval.qa_agreement import compare_reports
+    from eval.results import ResultsFile
+
+    payloads = {
+        label: json.loads((out / "report.json").read_text(encoding="utf-8"))
+        for label, out in reports.items()
+    }
+    per_question: dict[str, dict[str, list[float]]] = {}
+    for label, out in reports.items():
+        by_run: dict[str, list[float]] = {}
+        for row in ResultsFile(out).rows():
+            by_run.setdefault(row.run, []).append(row.f1)
+        per_question[label] = by_run
+    return compare_reports(payloads["human"], payloads["generated"], per_question)
+
+
+if __name__ == "__main__":
+    main()
