@@ -1,15 +1,19 @@
-"""One batch of candidates: the generator writes them, the checks judge them.
+"""Candidates: the generator writes them, the checks judge them, a file keeps them.
 
 `QAGenerator` turns a batch of passages into candidate records (the model's reply, the question
 and answer parsed from it, the check it failed, the round trip's answer, and, for a pair that
-passed, the QA row with where it came from). `eval/qa_generate.py` draws the passages, runs the
-batches and keeps the records.
+passed, the QA row with where it came from). `CandidateLog` appends them to the candidates file
+a run resumes from, and `tally` counts what each check removed. `eval/qa_generate.py` draws the
+passages and runs the batches.
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from eval.metrics import score_answer
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
     from rag.pipeline import Pipeline
 
 Kind = Literal["answerable", "unanswerable"]
+KINDS: tuple[Kind, ...] = ("answerable", "unanswerable")
 #: Sampling temperature when a passage is drawn again (its first question is greedy).
 RESAMPLE_TEMPERATURE = 0.8
 #: A pair is two lines; small models go on writing more pairs after a blank line.
@@ -248,3 +253,73 @@ def _source(chunk: Chunk) -> dict[str, Any]:
         "title": chunk.title,
         "file": chunk.source,
     }
+
+
+@dataclass
+class KindCounts:
+    """What happened to one kind's candidates."""
+
+    candidates: int = 0
+    #: Candidates removed, by the first check they failed.
+    removed: Counter[str] = field(default_factory=Counter)
+    kept: int = 0
+    #: Kept rows beyond the number wanted (left out of the file).
+    surplus: int = 0
+    #: Answerable rows whose passage retrieval found in the top k.
+    found: int = 0
+
+
+class CandidateLog:
+    """``<out>.candidates.jsonl``: the fingerprint on the first line, then one candidate a line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def start(self, fingerprint: dict[str, Any]) -> list[dict[str, Any]]:
+        """The candidates already recorded under ``fingerprint`` (none for a new file)."""
+        if not self.path.is_file():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps({"fingerprint": fingerprint}) + "\n", "utf-8")
+            return []
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        if lines and not lines[-1].endswith("\n"):
+            lines = lines[:-1]  # a line cut off by a crash
+            self.path.write_text("".join(lines), encoding="utf-8")
+        previous = json.loads(lines[0]).get("fingerprint", {}) if lines else {}
+        changed = sorted(k for k in fingerprint if previous.get(k) != fingerprint[k])
+        if changed:
+            detail = ", ".join(f"{k}: {previous.get(k)!r} -> {fingerprint[k]!r}" for k in changed)
+            raise ConfigError(
+                f"{self.path} holds candidates of another configuration ({detail}); use another "
+                "--out or delete it and the .jsonl beside it to start over"
+            )
+        return [json.loads(line) for line in lines[1:]]
+
+    def append(self, records: Sequence[dict[str, Any]]) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def tally(
+    records: Sequence[dict[str, Any]], wanted: dict[Kind, int]
+) -> tuple[list[dict[str, Any]], dict[Kind, KindCounts]]:
+    """The rows to write (the first ``wanted`` of each kind, in drawing order) and the counts."""
+    counts: dict[Kind, KindCounts] = {kind: KindCounts() for kind in KINDS}
+    items: list[dict[str, Any]] = []
+    for record in records:
+        kind: Kind = record["kind"]
+        tally = counts[kind]
+        tally.candidates += 1
+        if record.get("failed"):
+            tally.removed[record["failed"]] += 1
+            continue
+        if not record.get("item"):
+            continue
+        tally.kept += 1
+        if tally.kept > wanted[kind]:
+            tally.surplus += 1
+            continue
+        items.append(record["item"])
+        if kind == "answerable" and record["item"]["retrieval"]["passage_rank"] is not None:
+            tally.found += 1
+    return items, counts

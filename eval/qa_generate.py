@@ -17,18 +17,24 @@ resumes where it stopped, a reviewer can see what was removed, and the counts co
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eval.qa import QAItem, write_qa_jsonl
-from eval.qa_candidates import CandidateSettings, Kind, QAGenerator
+from eval.qa_candidates import (
+    KINDS,
+    CandidateLog,
+    CandidateSettings,
+    Kind,
+    KindCounts,
+    QAGenerator,
+    tally,
+)
 from eval.qa_filters import ANSWERABLE_CHECKS, UNANSWERABLE_CHECKS, DuplicateGuard, FilterSettings
 from eval.qa_prompts import DEFAULT_DEMOS, load_demos, prompts_digest
 from rag.errors import ConfigError
@@ -38,7 +44,6 @@ from rag.types import Chunk
 if TYPE_CHECKING:
     from rag.pipeline import Pipeline
 
-KINDS: tuple[Kind, ...] = ("answerable", "unanswerable")
 #: One check step: a batch of passages, the attempt number, the duplicate guard -> records.
 Step = Callable[[Sequence[Chunk], int, "DuplicateGuard"], list[dict[str, Any]]]
 
@@ -129,20 +134,6 @@ class GenerateRequest:
 
 
 @dataclass
-class KindCounts:
-    """What happened to one kind's candidates."""
-
-    candidates: int = 0
-    #: Candidates removed, by the first check they failed.
-    removed: Counter[str] = field(default_factory=Counter)
-    kept: int = 0
-    #: Kept rows beyond the number wanted (left out of the file).
-    surplus: int = 0
-    #: Answerable rows whose passage retrieval found in the top k.
-    found: int = 0
-
-
-@dataclass
 class GenerationSummary:
     out: Path
     candidates_path: Path
@@ -196,37 +187,6 @@ def draw_passages(chunks: Sequence[Chunk], seed: int, *, min_words: int = 0) -> 
     for round_ in range(max((len(v) for v in by_doc.values()), default=0)):
         order.extend(by_doc[doc][round_] for doc in docs if round_ < len(by_doc[doc]))
     return order
-
-
-class CandidateLog:
-    """``<out>.candidates.jsonl``: the fingerprint on the first line, then one candidate a line."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def start(self, fingerprint: dict[str, Any]) -> list[dict[str, Any]]:
-        """The candidates already recorded under ``fingerprint`` (none for a new file)."""
-        if not self.path.is_file():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps({"fingerprint": fingerprint}) + "\n", "utf-8")
-            return []
-        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
-        if lines and not lines[-1].endswith("\n"):
-            lines = lines[:-1]  # a line cut off by a crash
-            self.path.write_text("".join(lines), encoding="utf-8")
-        previous = json.loads(lines[0]).get("fingerprint", {}) if lines else {}
-        changed = sorted(k for k in fingerprint if previous.get(k) != fingerprint[k])
-        if changed:
-            detail = ", ".join(f"{k}: {previous.get(k)!r} -> {fingerprint[k]!r}" for k in changed)
-            raise ConfigError(
-                f"{self.path} holds candidates of another configuration ({detail}); use another "
-                "--out or delete it and the .jsonl beside it to start over"
-            )
-        return [json.loads(line) for line in lines[1:]]
-
-    def append(self, records: Sequence[dict[str, Any]]) -> None:
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def build_qa_pipeline(
@@ -313,7 +273,7 @@ def generate_qa(
                 f"only {kept} of {wanted[kind]} {kind} questions passed the checks after "
                 f"{tried} candidates; raise --max-tries or lower the thresholds for more"
             )
-    items, counts = _tally(records, wanted)
+    items, counts = tally(records, wanted)
     write_qa_jsonl([QAItem.from_dict(item) for item in items], request.out)
     return GenerationSummary(
         out=request.out,
@@ -388,28 +348,3 @@ def _batches(draws: Sequence[tuple[int, Chunk]], size: int) -> Iterator[tuple[in
         batch.append(chunk)
     if batch:
         yield attempt, batch
-
-
-def _tally(
-    records: Sequence[dict[str, Any]], wanted: dict[Kind, int]
-) -> tuple[list[dict[str, Any]], dict[Kind, KindCounts]]:
-    """The rows to write (the first ``wanted`` of each kind, in drawing order) and the counts."""
-    counts: dict[Kind, KindCounts] = {kind: KindCounts() for kind in KINDS}
-    items: list[dict[str, Any]] = []
-    for record in records:
-        kind: Kind = record["kind"]
-        tally = counts[kind]
-        tally.candidates += 1
-        if record.get("failed"):
-            tally.removed[record["failed"]] += 1
-            continue
-        if not record.get("item"):
-            continue
-        tally.kept += 1
-        if tally.kept > wanted[kind]:
-            tally.surplus += 1
-            continue
-        items.append(record["item"])
-        if kind == "answerable" and record["item"]["retrieval"]["passage_rank"] is not None:
-            tally.found += 1
-    return items, counts
