@@ -1,7 +1,8 @@
 """The checks a reviewer makes on a generated question, as plain functions.
 
 A generated (question, answer) pair is kept only when the answer occurs in its passage (the
-official SQuAD normalization, token-aligned), is short, does not appear in the question, the
+official SQuAD normalization, token-aligned), is short and not a bare yes or no (a guess scores
+half of those), does not appear in the question, the
 question does not copy a long run of the passage, no kept question near-duplicates it (the
 leakage check's token Jaccard), and answering from the passage alone reproduces the answer by
 the F1 the evaluation scores with (the round trip, run by `eval/qa_generate.py`). Each check has a
@@ -22,6 +23,7 @@ from rag.errors import ConfigError
 ANSWERABLE_CHECKS = (
     "parsed",
     "short_answer",
+    "not_yes_no",
     "answer_in_passage",
     "answer_not_in_question",
     "not_quoted",
@@ -36,6 +38,7 @@ UNANSWERABLE_CHECKS = ("parsed", "not_duplicate", "retrieval_score", "judge")
 FAILURES = {
     "parsed": "not in the Question/Answer format",
     "short_answer": "answer too long",
+    "not_yes_no": "a yes/no answer",
     "answer_in_passage": "answer not in the passage",
     "answer_not_in_question": "answer given away in the question",
     "not_quoted": "question quotes the passage",
@@ -124,8 +127,11 @@ def quoted_run(question: str, passage: str) -> int:
 
 def check_pair(question: str, answer: str, passage: str, settings: FilterSettings) -> str | None:
     """The first cheap check a (question, answer) pair fails, or None when it passes them."""
-    if len(normalize_answer(answer).split()) > settings.max_answer_words:
+    words = normalize_answer(answer).split()
+    if len(words) > settings.max_answer_words:
         return "short_answer"
+    if words in (["yes"], ["no"]):
+        return "not_yes_no"
     if not contains_answer(passage, [answer]):
         return "answer_in_passage"
     if contains_answer(question, [answer]):

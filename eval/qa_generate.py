@@ -129,6 +129,8 @@ class GenerateRequest:
             "shots": self.shots,
             "max_new_tokens": self.max_new_tokens,
             "filters": asdict(self.filters),
+            # A check added or removed judges candidates differently: a new run.
+            "checks": [*ANSWERABLE_CHECKS, *UNANSWERABLE_CHECKS],
             "prompts": prompts_digest(self.demos),
         }
 
