@@ -2,7 +2,8 @@
 
 A generated (question, answer) pair is kept only when the answer occurs in its passage (the
 official SQuAD normalization, token-aligned), is short and not a bare yes or no (a guess scores
-half of those), does not appear in the question, the
+half of those), does not appear in the question, the question stands alone (no "this tier", "the
+passage above": a user asking the chatbot has no passage in front of them), the
 question does not copy a long run of the passage, no kept question near-duplicates it (the
 leakage check's token Jaccard), and answering from the passage alone reproduces the answer by
 the F1 the evaluation scores with (the round trip, run by `eval/qa_generate.py`). Each check has a
@@ -26,6 +27,7 @@ ANSWERABLE_CHECKS = (
     "not_yes_no",
     "answer_in_passage",
     "answer_not_in_question",
+    "standalone",
     "not_quoted",
     "not_duplicate",
     "round_trip",
@@ -41,6 +43,7 @@ FAILURES = {
     "not_yes_no": "a yes/no answer",
     "answer_in_passage": "answer not in the passage",
     "answer_not_in_question": "answer given away in the question",
+    "standalone": "question refers to the passage (this ..., above, mentioned)",
     "not_quoted": "question quotes the passage",
     "not_duplicate": "near-duplicate of a kept question",
     "round_trip": "round trip failed (answering from the passage gave another answer)",
@@ -51,6 +54,11 @@ FAILURES = {
 # The label may come in markdown (``**Question:**``); the text is the rest of its line.
 _QUESTION = re.compile(r"^\W*question\W*:[ \t*_]*(.+?)[ \t*_]*$", re.IGNORECASE | re.MULTILINE)
 _ANSWER = re.compile(r"^\W*answer\W*:[ \t*_]*(.+?)[ \t*_]*$", re.IGNORECASE | re.MULTILINE)
+#: Words by which a question points at a passage the asker would not have.
+_DEICTIC = re.compile(
+    r"\b(this|these|the (passage|text|document|section)|above|below|mentioned|described)\b",
+    re.IGNORECASE,
+)
 _QUOTES = "\"'`“”‘’«»"
 
 
@@ -136,6 +144,8 @@ def check_pair(question: str, answer: str, passage: str, settings: FilterSetting
         return "answer_in_passage"
     if contains_answer(question, [answer]):
         return "answer_not_in_question"
+    if _DEICTIC.search(question):
+        return "standalone"
     if quoted_run(question, passage) >= settings.max_quoted_words:
         return "not_quoted"
     return None

@@ -46,6 +46,8 @@ def test_a_pair_is_read_from_its_two_lines_and_nothing_after() -> None:
         ),
         ("How long is the return window?", "30 days", "answer_in_passage"),
         ("Can unused products be returned?", "Yes.", "not_yes_no"),
+        ("How long is the window described above?", "45 days", "standalone"),
+        ("What sets this tier apart?", "60 euros", "standalone"),
         ("How long is the return window?", "45 day", "answer_in_passage"),  # token-aligned
         ("Is the return window 45 days long?", "45 days", "answer_not_in_question"),
         (
