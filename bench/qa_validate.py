@@ -5,8 +5,9 @@ For each corpus: the index, the human QA sample and the LoRA adapter exactly as
 over the same index, restricted to the documents the human sample asks about (as many questions
 as the sample plus the demonstrations drawn from unevaluated ones, no unanswerable ones: the
 human sets have none); generated questions that near-duplicate the adapter's training questions
-are left out (the leakage check would refuse them); then the decision report on both sets with
-the same settings, and the comparison (`eval/qa_agreement.py`): per-variant F1 on each, Kendall
+(the leakage check would refuse them) or a human question (the bank's FAQ documents hold their
+own questions: a copy would make the sets agree by construction) are left out; then the decision
+report on both sets with the same settings, and the comparison (`eval/qa_agreement.py`): per-variant F1 on each, Kendall
 tau of the variants' orderings, the fine-tune verdicts, the recommended settings, and whether
 generated questions are easier or harder, paired by variant.
 
@@ -14,8 +15,12 @@ Every step is resumable (index, adapter, the generation's candidates file, the e
 results.jsonl): rerun the same command after an interruption. Prints figures, never pass/fail.
 
     PYTHONPATH=. python bench/qa_validate.py                          # full (hours)
-    PYTHONPATH=. python bench/qa_validate.py --limit 6 --smoke \\
-        --model smollm2-135m --finetune-steps 2 --train-size 8 --no-sweep   # smoke (minutes)
+    PYTHONPATH=. python bench/qa_validate.py --limit 6 --smoke --model smollm2-135m \\
+        --generator qwen2.5-0.5b --finetune-steps 2 --train-size 8 --no-sweep \\
+        --demos-from-qa 4                                             # smoke (an hour)
+
+smollm2-135m answers (as a plumbing reader) but cannot write questions: on the bank it kept 0
+of 30 candidates, so the smoke writes them with qwen2.5-0.5b.
 """
 
 from __future__ import annotations
@@ -25,8 +30,12 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eval.qa import QAItem
 
 
 def main() -> None:
@@ -63,7 +72,8 @@ def validate(name: str, args: argparse.Namespace, cache_dir: Path) -> tuple[Any,
     """Index, adapter, generated set, both evaluations, and their comparison for one corpus."""
     from bench.eval_squad import LIMITS, eval_request, prepare_index, train_adapter
     from eval.evaluate import evaluate
-    from eval.qa import load_qa, sample
+    from eval.finetune import train_questions
+    from eval.qa import load_qa, read_qa_jsonl, sample
 
     timings: dict[str, float] = {}
     limit = args.limit or LIMITS.get(name, 200)
@@ -79,13 +89,22 @@ def validate(name: str, args: argparse.Namespace, cache_dir: Path) -> tuple[Any,
         name, args, limit, index, sorted({d for i in human for d in i.doc_ids})
     )
     timings["generate"] = time.perf_counter() - clock
-    if adapter is not None:
-        generated = without_leaks(generated, adapter)
+    # A generated question that copies a human one (the bank's FAQ documents hold their own
+    # questions) would make the sets agree by construction; one that copies an adapter training
+    # question would leak. Both are left out.
+    known = [*human, *(train_questions(adapter) if adapter is not None else [])]
+    generated = without_copies(generated, known)
+    if len(read_qa_jsonl(generated)) < 2:
+        raise SystemExit(
+            f"[{name}] fewer than 2 generated questions passed the checks ({generated}): raise "
+            "--max-tries or write them with a stronger --generator"
+        )
     work = args.work / name / f"validate-{args.model}-{limit}{'-smoke' if args.smoke else ''}"
     reports = {}
-    for label, qa in (("human", name), ("generated", str(generated))):
+    runs = {"human": (name, work / "human"), "generated": (str(generated), work / generated.stem)}
+    for label, (qa, out) in runs.items():
         clock = time.perf_counter()
-        request = eval_request(args, qa, index, work / label, adapter, limit)
+        request = eval_request(args, qa, index, out, adapter, limit)
         evaluate(request, cache_dir=cache_dir, progress=True)
         timings[f"evaluate {label}"] = time.perf_counter() - clock
         reports[label] = request.out
@@ -119,19 +138,19 @@ def generate_set(
     return request.out
 
 
-def without_leaks(path: Path, adapter: Path) -> Path:
-    """``path`` without the questions that near-duplicate the adapter's training questions."""
-    from eval.finetune import train_questions
+def without_copies(path: Path, known: Sequence[QAItem]) -> Path:
+    """``path`` without the questions that near-duplicate one of ``known`` (the leakage check's
+    Jaccard), written beside it; ``path`` itself when none does."""
     from eval.qa import read_qa_jsonl, write_qa_jsonl
     from eval.split import find_leaks
 
     items = read_qa_jsonl(path)
-    leaking = {leak.test_id for leak in find_leaks(train_questions(adapter), items)}
-    if not leaking:
+    copies = {leak.test_id for leak in find_leaks(known, items)}
+    print(f"{len(copies)} generated questions near-duplicate a human or adapter-training question")
+    if not copies:
         return path
-    print(f"{len(leaking)} generated questions near-duplicate the adapter's training questions")
-    kept = path.with_name(path.stem + f"-no-leaks-{adapter.name}.jsonl")
-    write_qa_jsonl([item for item in items if item.id not in leaking], kept)
+    kept = path.with_name(path.stem + "-no-copies.jsonl")
+    write_qa_jsonl([item for item in items if item.id not in copies], kept)
     return kept
 
 
