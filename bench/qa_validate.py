@@ -7,9 +7,9 @@ as the sample plus the demonstrations drawn from unevaluated ones, no unanswerab
 human sets have none); generated questions that near-duplicate the adapter's training questions
 (the leakage check would refuse them) or a human question (the bank's FAQ documents hold their
 own questions: a copy would make the sets agree by construction) are left out; then the decision
-report on both sets with the same settings, and the comparison (`eval/qa_agreement.py`): per-variant F1 on each, Kendall
-tau of the variants' orderings, the fine-tune verdicts, the recommended settings, and whether
-generated questions are easier or harder, paired by variant.
+report on both sets with the same settings, and the comparison (`eval/qa_agreement.py`):
+per-variant F1 on each, Kendall tau of the variants' orderings, the fine-tune verdicts, the
+recommended settings, and whether generated questions are easier or harder, paired by variant.
 
 Every step is resumable (index, adapter, the generation's candidates file, the evaluations'
 results.jsonl): rerun the same command after an interruption. Prints figures, never pass/fail.
