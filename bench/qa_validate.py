@@ -28,24 +28,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from eval.qa import QAItem
+from bench.eval_squad import (
+    LIMITS,
+    arguments,
+    eval_request,
+    prepare_index,
+    train_adapter,
+    use_threads,
+)
+from eval.evaluate import evaluate
+from eval.finetune import train_questions
+from eval.qa import QAItem, load_qa, read_qa_jsonl, sample, write_qa_jsonl
+from eval.qa_agreement import Agreement, compare_reports
+from eval.qa_generate import GenerateRequest, build_qa_pipeline, generate_qa
+from eval.results import ResultsFile
+from eval.split import find_leaks
+from rag.settings import load_settings
 
 
 def main() -> None:
-    # Run as a script, this folder comes first on sys.path and bench/ingest.py would shadow the
-    # ingest package (as in bench/eval_squad.py).
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
-    from bench.eval_squad import arguments, use_threads
-    from rag.settings import load_settings
-
     parser = arguments((__doc__ or "").split("\n")[0])
     parser.add_argument("--generator", default=None, help="model that writes the questions")
     parser.add_argument("--max-tries", type=float, default=3.0, help="generation candidates")
@@ -68,13 +73,10 @@ def main() -> None:
     print(f"load average after: {os.getloadavg()}; total {time.perf_counter() - started:.0f} s")
 
 
-def validate(name: str, args: argparse.Namespace, cache_dir: Path) -> tuple[Any, dict[str, float]]:
+def validate(
+    name: str, args: argparse.Namespace, cache_dir: Path
+) -> tuple[Agreement, dict[str, float]]:
     """Index, adapter, generated set, both evaluations, and their comparison for one corpus."""
-    from bench.eval_squad import LIMITS, eval_request, prepare_index, train_adapter
-    from eval.evaluate import evaluate
-    from eval.finetune import train_questions
-    from eval.qa import load_qa, read_qa_jsonl, sample
-
     timings: dict[str, float] = {}
     limit = args.limit or LIMITS.get(name, 200)
     clock = time.perf_counter()
@@ -85,9 +87,8 @@ def validate(name: str, args: argparse.Namespace, cache_dir: Path) -> tuple[Any,
     timings["adapter"] = time.perf_counter() - clock
     human = sample(load_qa(name, cache_dir=cache_dir), limit, args.seed)
     clock = time.perf_counter()
-    generated = generate_set(
-        name, args, limit, index, sorted({d for i in human for d in i.doc_ids})
-    )
+    docs = sorted({d for item in human for d in item.doc_ids})
+    generated = generate_set(name, args, limit, index, docs, cache_dir)
     timings["generate"] = time.perf_counter() - clock
     # A generated question that copies a human one (the bank's FAQ documents hold their own
     # questions) would make the sets agree by construction; one that copies an adapter training
@@ -112,12 +113,14 @@ def validate(name: str, args: argparse.Namespace, cache_dir: Path) -> tuple[Any,
 
 
 def generate_set(
-    name: str, args: argparse.Namespace, limit: int, index: Path, doc_ids: list[str]
+    name: str,
+    args: argparse.Namespace,
+    limit: int,
+    index: Path,
+    doc_ids: list[str],
+    cache_dir: Path,
 ) -> Path:
     """The generated set over the human sample's documents (resumes from its candidates)."""
-    from eval.qa_generate import GenerateRequest, build_qa_pipeline, generate_qa
-    from rag.settings import load_settings
-
     writer = args.generator or args.model
     request = GenerateRequest(
         index=index,
@@ -131,8 +134,7 @@ def generate_set(
         k=args.k,
         batch_size=args.batch_size,
     )
-    settings = load_settings()
-    pipeline = build_qa_pipeline(request, cache_dir=settings.cache_dir)
+    pipeline = build_qa_pipeline(request, cache_dir=cache_dir)
     summary = generate_qa(request, pipeline, log=print)
     print(f"[{name}] " + "\n".join(summary.lines()))
     return request.out
@@ -141,8 +143,6 @@ def generate_set(
 def without_copies(path: Path, known: Sequence[QAItem]) -> Path:
     """``path`` without the questions that near-duplicate one of ``known`` (the leakage check's
     Jaccard), written beside it; ``path`` itself when none does."""
-    from eval.qa import read_qa_jsonl, write_qa_jsonl
-    from eval.split import find_leaks
 
     items = read_qa_jsonl(path)
     copies = {leak.test_id for leak in find_leaks(known, items)}
@@ -154,9 +154,7 @@ def without_copies(path: Path, known: Sequence[QAItem]) -> Path:
     return kept
 
 
-def compare(reports: dict[str, Path]) -> Any:
-    from eval.qa_agreement import compare_reports
-    from eval.results import ResultsFile
+def compare(reports: dict[str, Path]) -> Agreement:
 
     payloads = {
         label: json.loads((out / "report.json").read_text(encoding="utf-8"))

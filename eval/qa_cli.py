@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from rag.cli_answer import BASE_URL_HELP, CONTEXT_WINDOW_HELP, TOKENIZER_HELP
+
 qa_app = typer.Typer(
     name="qa",
     help="QA sets from your own documents: generate, show, review (then `rag eval --qa FILE`).",
@@ -24,9 +26,9 @@ def generate_command(
     model: str | None = typer.Option(
         None, "--model", help="Generator that writes the questions (default: RAG_MODEL)."
     ),
-    base_url: str | None = typer.Option(
-        None, "--base-url", help="Generate with this OpenAI-compatible server instead."
-    ),
+    base_url: str | None = typer.Option(None, "--base-url", help=BASE_URL_HELP),
+    context_window: int | None = typer.Option(None, "--context-window", help=CONTEXT_WINDOW_HELP),
+    tokenizer: str | None = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the passage draw."),
     unanswerable: float = typer.Option(
         0.1, "--unanswerable", help="Share of the questions about what the documents do not say."
@@ -73,7 +75,7 @@ def generate_command(
         out=out,
         model=model or settings.model,
         n=n,
-        base_url=base_url,
+        remote=settings.remote(base_url, context_window, tokenizer),
         seed=seed,
         unanswerable=unanswerable,
         max_tries=max_tries,

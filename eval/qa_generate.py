@@ -42,6 +42,7 @@ from rag.retrieve import parse_mode
 from rag.types import Chunk
 
 if TYPE_CHECKING:
+    from rag.generate.remote import Remote
     from rag.pipeline import Pipeline
 
 #: One check step: a batch of passages, the attempt number, the duplicate guard -> records.
@@ -54,7 +55,8 @@ class GenerateRequest:
     out: Path
     model: str
     n: int = 200
-    base_url: str | None = None
+    #: Where the model runs when not here: an OpenAI-compatible server.
+    remote: Remote | None = None
     seed: int = 0
     #: Share of the ``n`` rows that are unanswerable questions.
     unanswerable: float = 0.1
@@ -108,7 +110,7 @@ class GenerateRequest:
             seed=self.seed,
             generator={
                 "model": self.model,
-                "base_url": self.base_url,
+                "base_url": self.remote.base_url if self.remote else None,
                 "seed": self.seed,
                 "prompts": prompts_digest(self.demos),
             },
@@ -120,7 +122,7 @@ class GenerateRequest:
             "index": str(self.index),
             "index_generation": generation,
             "model": self.model,
-            "base_url": self.base_url,
+            "base_url": self.remote.base_url if self.remote else None,
             "seed": self.seed,
             "min_passage_words": self.min_passage_words,
             "doc_ids": list(self.doc_ids),
@@ -195,13 +197,13 @@ def build_qa_pipeline(
     request: GenerateRequest, *, cache_dir: Path, device: str | None = None
 ) -> Pipeline:
     """The answering pipeline over ``request.index`` with ``request.model`` (local, or remote at
-    ``request.base_url``), whose example bank is the generation's demonstrations, so the round
+    ``request.remote``), whose example bank is the generation's demonstrations, so the round
     trip is shown the short answers it must reproduce."""
     from rag.examples import ExampleBank
     from rag.pipeline import Pipeline, build_pipeline
 
     base = build_pipeline(
-        request.index, request.model, cache_dir=cache_dir, device=device, base_url=request.base_url
+        request.index, request.model, cache_dir=cache_dir, device=device, remote=request.remote
     )
     examples = [demo.as_example() for demo in load_demos(request.demos)]
     return Pipeline(
