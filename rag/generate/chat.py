@@ -1,0 +1,102 @@
+"""What every local backend shares about a prompt: the chat template, the token budget, EOS ids.
+
+The transformers backend and the native CPU engines render a chat with the same Hugging Face
+tokenizer and the same rules (a system message always; a plain transcript for a model without a
+template), so a prompt is token-for-token the same whichever engine decodes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from rag.errors import GenerationError
+from rag.generate.base import Delta
+from rag.generate.detokenize import TextStream
+from rag.types import Message
+
+#: Sent when the caller gives no system message: chat templates otherwise inject their own
+#: (Qwen's says "You are Qwen, created by Alibaba Cloud").
+DEFAULT_SYSTEM = "You are a helpful assistant."
+#: Longest prompt + answer we plan for, whatever the model config allows: the KV cache and the
+#: attention cost grow with it, and CPU decoding past a few thousand tokens is impractically slow.
+MAX_CONTEXT = 8192
+
+
+def render_chat(tokenizer: Any, messages: Sequence[Message]) -> str:
+    """The prompt text the model sees: the chat template, always with a system message."""
+    chat = [{"role": m.role, "content": m.content} for m in messages]
+    if not chat or chat[0]["role"] != "system":
+        chat.insert(0, {"role": "system", "content": DEFAULT_SYSTEM})
+    if tokenizer.chat_template:
+        return str(tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))
+    # A base model without a template: a plain transcript it can continue.
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in chat]
+    return "\n\n".join([*lines, "Assistant:"])
+
+
+def encode_text(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of ``text`` as the model reads it (the template already holds the specials)."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def eos_ids(generation_eos: int | Sequence[int] | None, tokenizer: Any) -> set[int]:
+    """The ids that end a turn: the generation config's EOS ids and the tokenizer's EOS."""
+    ids: Iterable[int]
+    if generation_eos is None:
+        ids = ()
+    elif isinstance(generation_eos, int):
+        ids = (generation_eos,)
+    else:
+        ids = generation_eos
+    found = {int(i) for i in ids}
+    if tokenizer.eos_token_id is not None:
+        found.add(int(tokenizer.eos_token_id))
+    return found
+
+
+def answer_budget(name: str, window: int, prompt_tokens: int, max_new_tokens: int) -> int:
+    """New tokens the answer may take: ``max_new_tokens``, or less when the window is nearly full.
+
+    A prompt that leaves no room is an error that says how to shorten it.
+    """
+    room = window - prompt_tokens
+    if room < 1:
+        raise GenerationError(
+            f"The prompt has {prompt_tokens} tokens but {name} attends to {window}: retrieve "
+            "fewer passages (--k), use fewer examples (--shots) or shorten the history"
+        )
+    return min(max_new_tokens, room)
+
+
+def stream_deltas(
+    tokens: Iterator[int], text: TextStream, eos: set[int], prompt: Sequence[int]
+) -> Iterator[Delta]:
+    """The deltas of one answer from its token ids: text as it becomes final, then the counts.
+
+    Stops at an EOS id or a stop string; the token iterator is closed then (or when the caller
+    stops reading), which frees the engine's slot at once rather than at garbage collection.
+    """
+    produced, finish = 0, "length"
+    try:
+        for token in tokens:
+            produced += 1
+            if token in eos:
+                finish = "stop"
+                break
+            piece = text.push(token)
+            if piece:
+                yield Delta(text=piece)
+            if text.stopped:
+                finish = "stop"
+                break
+    finally:
+        close = getattr(tokens, "close", None)
+        if close is not None:
+            close()
+    yield Delta(
+        text=text.finish(),
+        finish_reason=finish,
+        prompt_tokens=len(prompt),
+        completion_tokens=produced,
+    )
