@@ -42,7 +42,7 @@ def convert_gguf(spec: ModelSpec, parts: Sequence[Path], folder: Path) -> Path:
         if gguf.parent == tmp:
             gguf.unlink()
 
-    return _publish(spec, folder, build)
+    return publish_folder(spec, folder, build)
 
 
 def convert_tokenizer(spec: ModelSpec, gguf: Path, folder: Path) -> Path:
@@ -61,7 +61,7 @@ def convert_tokenizer(spec: ModelSpec, gguf: Path, folder: Path) -> Path:
         generation.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
 
-    return _publish(spec, folder, build)
+    return publish_folder(spec, folder, build)
 
 
 def publish_gguf(spec: ModelSpec, parts: Sequence[Path], folder: Path) -> Path:
@@ -72,11 +72,11 @@ def publish_gguf(spec: ModelSpec, parts: Sequence[Path], folder: Path) -> Path:
     def build(tmp: Path) -> None:
         assemble(spec, parts, tmp / joined.name)
 
-    _publish(spec, folder, build)
+    publish_folder(spec, folder, build)
     return joined if len(parts) > 1 else parts[0]
 
 
-def _publish(spec: ModelSpec, folder: Path, build: Callable[[Path], None]) -> Path:
+def publish_folder(spec: ModelSpec, folder: Path, build: Callable[[Path], None]) -> Path:
     """Run ``build(tmp)`` under the model's lock and rename ``tmp`` to ``folder`` when complete
     (the marker file written last): readers see no folder or a whole one."""
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -141,15 +141,25 @@ def assemble(spec: ModelSpec, parts: Sequence[Path], target: Path) -> Path:
 
 
 def _dequantize(gguf: Path, out: Path) -> None:
-    """Load the GGUF with transformers and save a plain float32 safetensors folder.
-
-    A GGUF-loaded model refuses ``save_pretrained`` while it carries the GGUF quantization
-    config, so its weights move into a model built from the cleaned config.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Load the GGUF with transformers and save a plain float32 safetensors folder."""
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = dequantized_model(gguf)
+    model.generation_config = _chat_generation_config(model.generation_config, tokenizer)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+
+
+def dequantized_model(gguf: Path) -> Any:
+    """The GGUF's weights in a plain float32 transformers model (no GGUF quantization config).
+
+    A GGUF-loaded model keeps its GGUF quantization config, which ``save_pretrained`` and
+    converters refuse, so its weights move into a model built from the cleaned config.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
     loaded = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
     )
@@ -160,9 +170,8 @@ def _dequantize(gguf: Path, out: Path) -> None:
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict(), assign=True)
     model.tie_weights()
-    model.generation_config = _chat_generation_config(loaded.generation_config, tokenizer)
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
+    model.generation_config = loaded.generation_config
+    return model
 
 
 def _chat_generation_config(generation: Any, tokenizer: Any) -> Any:

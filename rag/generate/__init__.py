@@ -1,8 +1,9 @@
 """Generators: one interface (`Generator.stream`); local engines and OpenAI-compatible HTTP.
 
-``load_generator`` picks the local engine: transformers on a CUDA device (with the decode
-engine), llama.cpp on the registry's GGUF everywhere else, transformers again for what llama.cpp
-cannot run here (a Hugging Face folder, an adapter it cannot apply, no llama-cpp-python).
+``load_generator`` picks the local engine (``choose_engine``): transformers on a CUDA device
+(with the decode engine); on the CPU, CTranslate2 int8 converted once from the registry's GGUF
+(the fastest reader of long RAG prompts in `bench/cpu_generate.py`), or llama.cpp on the GGUF as
+it ships when asked for; transformers in fp32 for what neither runs (a Hugging Face folder).
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ __all__ = [
 log = logging.getLogger("rag.generate")
 
 #: What ``--engine`` accepts: ``auto`` picks by device and model (see ``choose_engine``).
-ENGINES = ("auto", "llamacpp", "transformers")
+ENGINES = ("auto", "ctranslate2", "llama.cpp", "transformers")
+#: The engines that run a registry GGUF on the CPU, preferred first: (module, pip requirement).
+_CPU_ENGINES = {
+    "ctranslate2": ("ctranslate2", "ctranslate2"),
+    "llama.cpp": ("llama_cpp", "'rag-icl[llamacpp]' (llama-cpp-python, compiled at install)"),
+}
 
 
 def load_generator(
@@ -68,7 +74,11 @@ def load_generator(
         model_folder(name_or_path, cache_dir)  # a folder without config.json, an unknown name
     chosen, why = choose_engine(engine, name_or_path, device=device, adapter=adapter)
     log.info("generator %s: engine %s (%s)", name_or_path, chosen, why)
-    if chosen == "llamacpp":
+    if chosen == "ctranslate2":
+        from rag.generate.ct2_backend import CT2Generator
+
+        return CT2Generator(name_or_path, cache_dir=cache_dir, adapter=adapter)
+    if chosen == "llama.cpp":
         from rag.generate.llamacpp_backend import LlamaCppGenerator
 
         return LlamaCppGenerator(name_or_path, cache_dir=cache_dir, adapter=adapter)
@@ -80,29 +90,41 @@ def load_generator(
 def choose_engine(
     engine: str, name_or_path: str, *, device: str | None = None, adapter: Path | None = None
 ) -> tuple[str, str]:
-    """The local engine for ``name_or_path`` (``llamacpp`` or ``transformers``) and why.
+    """The local engine for ``name_or_path`` and why it was chosen.
 
-    ``auto``: transformers on CUDA; llama.cpp for a registry model on the CPU, unless
-    llama-cpp-python is missing or cannot apply ``adapter`` (then transformers, with a warning
-    that says so). An explicit engine that cannot run the model is a ConfigError.
+    ``auto``: transformers on CUDA; on the CPU the first of CTranslate2 and llama.cpp that is
+    installed and can run the model (a registry name; for llama.cpp, an adapter it can apply),
+    else transformers with a warning. An explicit engine that cannot run it is a ConfigError.
     """
+    if engine == "llamacpp":
+        engine = "llama.cpp"
     if engine not in ENGINES:
         raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "transformers":
         return engine, "asked for"
     cuda = _on_cuda(device)
-    blocker = _llamacpp_blocker(name_or_path, cuda, adapter)
-    if engine == "llamacpp":
+    if engine != "auto":
+        blocker = _cpu_blocker(engine, name_or_path, cuda, adapter)
         if blocker:
-            raise ConfigError(f"--engine llamacpp cannot run {name_or_path}: {blocker}")
+            raise ConfigError(f"--engine {engine} cannot run {name_or_path}: {blocker}")
         return engine, "asked for"
     if cuda:
         return "transformers", "CUDA device"
-    if blocker:
-        if adapter is not None or "llama-cpp-python" in blocker:
-            log.warning("generating with transformers on the CPU (slower): %s", blocker)
-        return "transformers", blocker
-    return "llamacpp", "no CUDA device"
+    blockers = []
+    for candidate in _CPU_ENGINES:
+        blocker = _cpu_blocker(candidate, name_or_path, cuda, adapter)
+        if blocker is None:
+            return candidate, "no CUDA device"
+        blockers.append(f"{candidate}: {blocker}")
+    if name_or_path in _registry():
+        log.warning("generating with transformers on the CPU (slower): %s", "; ".join(blockers))
+    return "transformers", "; ".join(blockers)
+
+
+def _registry() -> dict[str, object]:
+    from rag.models import REGISTRY
+
+    return dict(REGISTRY)
 
 
 def _on_cuda(device: str | None) -> bool:
@@ -113,19 +135,18 @@ def _on_cuda(device: str | None) -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _llamacpp_blocker(name_or_path: str, cuda: bool, adapter: Path | None) -> str | None:
-    """Why llama.cpp cannot run this model here, or None."""
+def _cpu_blocker(engine: str, name_or_path: str, cuda: bool, adapter: Path | None) -> str | None:
+    """Why CPU engine ``engine`` cannot run this model here, or None."""
     import importlib.util
 
-    from rag.models import REGISTRY
-
     if cuda:
-        return "the llama.cpp engine runs on the CPU only (use --device cpu)"
-    if name_or_path not in REGISTRY:
+        return f"the {engine} engine runs on the CPU here (use --device cpu)"
+    if name_or_path not in _registry():
         return "it is a Hugging Face folder, not a registry GGUF"
-    if importlib.util.find_spec("llama_cpp") is None:
-        return "llama-cpp-python is not installed (pip install llama-cpp-python)"
-    if adapter is not None:
+    module, requirement = _CPU_ENGINES[engine]
+    if importlib.util.find_spec(module) is None:
+        return f"{module} is not installed (pip install {requirement})"
+    if engine == "llama.cpp" and adapter is not None:
         from rag.generate.lora_gguf import unsupported_reason
 
         reason = unsupported_reason(Path(adapter))
