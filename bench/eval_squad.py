@@ -152,7 +152,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--smoke", action="store_true", help="label the reports a smoke run")
     parser.add_argument("--work", type=Path, default=Path(".data/eval-bench"))
+    parser.add_argument(
+        "--engine", default="auto", help="auto, ctranslate2, llama.cpp or transformers"
+    )
     args = parser.parse_args()
+    from rag.generate import choose_engine
+
+    engine, _ = choose_engine(args.engine, args.model)
     if args.threads:
         import torch
 
@@ -163,7 +169,8 @@ def main() -> None:
         limit = args.limit or LIMITS.get(name, 200)
         index = prepare_index(name, args.work, settings.cache_dir)
         adapter = train_adapter(name, limit, args, args.work, settings.cache_dir, index)
-        out = args.work / name / f"report-{args.model}-{limit}{'-smoke' if args.smoke else ''}"
+        smoke = "-smoke" if args.smoke else ""
+        out = args.work / name / f"report-{args.model}-{engine}-{limit}{smoke}"
         set_started = time.perf_counter()
         evaluate(
             EvalRequest(
@@ -182,6 +189,7 @@ def main() -> None:
                 max_new_tokens=args.max_new_tokens,
                 demos_from_qa=args.demos_from_qa,
                 smoke=args.smoke,
+                engine=engine,
             ),
             cache_dir=settings.cache_dir,
         )

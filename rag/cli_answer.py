@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 INDEX_HELP = "Index folder (default: RAG_INDEX or ./index)."
 MODE_HELP = "Retrieval: hybrid (dense + keyword, fused), dense or keyword."
+ENGINE_HELP = "Engine: auto, ctranslate2, llama.cpp or transformers (default: RAG_ENGINE or auto)."
 
 
 def _source_line(marker: int, chunk: Chunk) -> str:
@@ -124,6 +125,7 @@ def register(app: typer.Typer) -> None:
             None, "--examples", help="Your own example bank (JSONL)."
         ),
         max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Answer length limit."),
+        engine: str | None = typer.Option(None, "--engine", help=ENGINE_HELP),
         as_json: bool = typer.Option(False, "--json", help="Print the whole Answer as JSON."),
     ) -> None:
         """Answer QUESTION from the indexed documents, streaming, then list the cited sources."""
@@ -147,6 +149,7 @@ def register(app: typer.Typer) -> None:
             device=settings.device or None,
             adapter=adapter,
             examples_path=examples,
+            engine=engine or settings.engine,
         )
         if as_json:
             answer = pipeline.ask(question, options=options)
@@ -164,6 +167,7 @@ def register(app: typer.Typer) -> None:
         k: int = typer.Option(5, "--k", help="Passages to retrieve."),
         shots: int = typer.Option(2, "--shots", help="Demonstrations in the prompt (0 for none)."),
         adapter: Path | None = typer.Option(None, "--adapter", help="A LoRA adapter folder."),
+        engine: str | None = typer.Option(None, "--engine", help=ENGINE_HELP),
     ) -> None:
         """Chat over the indexed documents; follow-ups keep the context. /sources /reset /quit."""
         from rag.pipeline import AskOptions, build_pipeline
@@ -177,6 +181,7 @@ def register(app: typer.Typer) -> None:
             cache_dir=settings.cache_dir,
             device=settings.device or None,
             adapter=adapter,
+            engine=engine or settings.engine,
         )
         options = AskOptions(k=k, shots=shots)
         history: list[Message] = []

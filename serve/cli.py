@@ -42,12 +42,20 @@ def register(app: typer.Typer) -> None:
             None, "--examples", help="JSONL example bank for the demonstrations."
         ),
         concurrency: int | None = typer.Option(
-            None, "--concurrency", help="Generations at once [1]; more only helps on a GPU."
+            None,
+            "--concurrency",
+            help="Generations at once (default: what the engine runs together: 2 for "
+            "CTranslate2, 4 for llama.cpp, 1 for transformers).",
         ),
         queue_size: int | None = typer.Option(
             None, "--queue-size", help="Requests that may wait for a slot before 429 [32]."
         ),
         device: str | None = typer.Option(None, "--device", help="cuda or cpu (default: auto)."),
+        engine: str | None = typer.Option(
+            None,
+            "--engine",
+            help="auto, ctranslate2, llama.cpp or transformers (default: RAG_ENGINE or auto).",
+        ),
     ) -> None:
         """Serve the chat API (OpenAI-compatible), the native API and the chat page at /."""
         from serve.server import run_server
@@ -65,5 +73,6 @@ def register(app: typer.Typer) -> None:
             concurrency=concurrency,
             queue_size=queue_size,
             device=device,
+            engine=engine,
         )
         run_server(settings)

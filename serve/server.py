@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from rag.errors import ConfigError
+from rag.generate import engine_capacity
 from serve.limits import Limits
 from serve.settings import ServeSettings
 from serve.state import Pipelines, ServerConfig, ServerState
@@ -30,7 +31,12 @@ def build_state(settings: ServeSettings) -> ServerState:
             max_message_chars=settings.max_message_chars,
             max_new_tokens=settings.max_new_tokens,
         ),
-        concurrency=settings.concurrency,
+        concurrency=settings.concurrency
+        or (
+            1  # a remote backend: as before
+            if settings.base_url
+            else engine_capacity(settings.engine, settings.model, device=settings.device or None)
+        ),
         queue_size=settings.queue_size,
     )
 
@@ -46,6 +52,7 @@ def build_state(settings: ServeSettings) -> ServerState:
             examples_path=settings.examples,
             base_url=settings.base_url,
             api_key=settings.backend_api_key,
+            engine=settings.engine,
         )
         adapter = None
         if settings.adapter is not None:
@@ -59,6 +66,7 @@ def build_state(settings: ServeSettings) -> ServerState:
                 adapter=settings.adapter,
                 base_url=settings.base_url,
                 api_key=settings.backend_api_key,
+                engine=settings.engine,
             )
             adapter = Pipeline(
                 generator,

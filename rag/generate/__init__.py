@@ -21,7 +21,9 @@ __all__ = [
     "GenerationResult",
     "Generator",
     "choose_engine",
+    "engine_capacity",
     "load_generator",
+    "prepare_model",
 ]
 
 log = logging.getLogger("rag.generate")
@@ -74,6 +76,9 @@ def load_generator(
         model_folder(name_or_path, cache_dir)  # a folder without config.json, an unknown name
     chosen, why = choose_engine(engine, name_or_path, device=device, adapter=adapter)
     log.info("generator %s: engine %s (%s)", name_or_path, chosen, why)
+    fell_back = chosen == "transformers" and why not in ("asked for", "CUDA device")
+    if fell_back and name_or_path in REGISTRY:
+        log.warning("generating with transformers on the CPU (slower): %s", why)
     if chosen == "ctranslate2":
         from rag.generate.ct2_backend import CT2Generator
 
@@ -116,9 +121,21 @@ def choose_engine(
         if blocker is None:
             return candidate, "no CUDA device"
         blockers.append(f"{candidate}: {blocker}")
-    if name_or_path in _registry():
-        log.warning("generating with transformers on the CPU (slower): %s", "; ".join(blockers))
     return "transformers", "; ".join(blockers)
+
+
+def engine_capacity(engine: str, name_or_path: str, *, device: str | None = None) -> int:
+    """Requests the chosen engine decodes together: what a server should let run at once."""
+    chosen, _ = choose_engine(engine, name_or_path, device=device)
+    if chosen == "ctranslate2":
+        from rag.generate.ct2_backend import DEFAULT_SLOTS
+
+        return DEFAULT_SLOTS
+    if chosen == "llama.cpp":
+        from rag.generate.llamacpp_backend import DEFAULT_SLOTS as LLAMA_SLOTS
+
+        return LLAMA_SLOTS
+    return 1
 
 
 def _registry() -> dict[str, object]:
@@ -153,3 +170,25 @@ def _cpu_blocker(engine: str, name_or_path: str, cuda: bool, adapter: Path | Non
         if reason:
             return f"llama.cpp cannot apply the adapter {adapter}: {reason}"
     return None
+
+
+def prepare_model(
+    name: str, cache_dir: Path, *, engine: str = "auto", device: str | None = None
+) -> tuple[str, Path]:
+    """Convert what the chosen engine loads for registry model ``name``, once.
+
+    CTranslate2: its int8 folder; llama.cpp: the checked GGUF (and the tokenizer folder); both
+    skip the float32 Hugging Face folder, which transformers (and fine-tuning) convert to when
+    they first need it. Returns the engine and where its model is.
+    """
+    chosen, _ = choose_engine(engine, name, device=device)
+    if chosen == "ctranslate2":
+        from rag.generate.ct2_convert import ct2_folder
+
+        return chosen, ct2_folder(name, cache_dir)
+    from rag.models import gguf_path, model_folder, tokenizer_folder
+
+    if chosen == "llama.cpp":
+        tokenizer_folder(name, cache_dir)
+        return chosen, gguf_path(name, cache_dir)
+    return chosen, model_folder(name, cache_dir)
