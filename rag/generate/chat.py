@@ -7,10 +7,12 @@ template), so a prompt is token-for-token the same whichever engine decodes it.
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
-from rag.errors import GenerationError
+from rag.errors import ConfigError, GenerationError
 from rag.generate.base import Delta
 from rag.generate.detokenize import TextStream
 from rag.types import Message
@@ -53,6 +55,77 @@ def eos_ids(generation_eos: int | Sequence[int] | None, tokenizer: Any) -> set[i
     if tokenizer.eos_token_id is not None:
         found.add(int(tokenizer.eos_token_id))
     return found
+
+
+class ChatPrompts:
+    """Prompt methods for a backend whose ``tokenizer`` is the model's Hugging Face tokenizer."""
+
+    @property
+    def tokenizer(self) -> Any:
+        raise NotImplementedError
+
+    def render(self, messages: Sequence[Message]) -> str:
+        """The prompt text the model sees: the chat template, always with a system message."""
+        return render_chat(self.tokenizer, messages)
+
+    def encode(self, messages: Sequence[Message]) -> list[int]:
+        return encode_text(self.tokenizer, self.render(messages))
+
+    def count_tokens(self, text: str) -> int:
+        return len(encode_text(self.tokenizer, text))
+
+    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
+        return len(self.encode(messages))
+
+
+def check_local_options(adapter: Path | None, max_context: int) -> None:
+    """A LoRA adapter folder (what peft saves) or None, and a usable context cap."""
+    if max_context < 16:
+        raise ConfigError(f"max_context must be >= 16, got {max_context}")
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise ConfigError(
+            f"{adapter} is not a LoRA adapter folder (no adapter_config.json); "
+            "pass the folder `rag finetune` wrote"
+        )
+
+
+def checked_prompt(
+    token_ids: Sequence[int], *, vocab: int, max_new_tokens: int, limit: int, what: str
+) -> list[int]:
+    """``token_ids`` as ints, checked for an engine: not empty, in the vocabulary, and room for
+    ``max_new_tokens`` within ``limit`` (``what`` names the limit in the error)."""
+    prompt = [int(token) for token in token_ids]
+    if not prompt:
+        raise ConfigError("the prompt is empty: pass at least one token id")
+    if not all(0 <= token < vocab for token in prompt):
+        raise ConfigError(f"prompt token ids must be in [0, {vocab})")
+    if max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if len(prompt) + max_new_tokens > limit:
+        raise ConfigError(
+            f"prompt ({len(prompt)} tokens) + max_new_tokens ({max_new_tokens}) exceeds {what}"
+        )
+    return prompt
+
+
+class _Queued(Protocol):
+    out: queue.SimpleQueue[Any]
+    cancelled: bool
+
+
+def drain(request: _Queued, failure: str) -> Iterator[int]:
+    """The token ids an engine thread puts on ``request.out`` (lists of ids, then None, or an
+    exception); stopping early marks the request cancelled, so the engine frees its slot."""
+    try:
+        while True:
+            item = request.out.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise GenerationError(f"{failure}: {item}") from item
+            yield from item
+    finally:
+        request.cancelled = True
 
 
 def answer_budget(name: str, window: int, prompt_tokens: int, max_new_tokens: int) -> int:

@@ -16,16 +16,12 @@ than answering RAG prompts of different lengths side by side.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from rag.errors import ConfigError
 from rag.generate.base import GenerationConfig
-from rag.generate.chat import MAX_CONTEXT
 from rag.generate.native import NativeGenerator
 
 log = logging.getLogger("rag.generate")
@@ -38,37 +34,14 @@ DEFAULT_SLOTS = 2
 class CT2Generator(NativeGenerator):
     """A registry model as a CTranslate2 int8 model; ``adapter`` (peft LoRA) merged into it.
 
-    ``slots`` requests run at once (more wait); ``threads`` per request defaults to every CPU
-    this process may use.
+    ``slots`` requests run at once in parallel replicas (more wait in CTranslate2's queue).
     """
 
     engine = "ctranslate2"
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        cache_dir: Path,
-        adapter: Path | None = None,
-        slots: int = DEFAULT_SLOTS,
-        threads: int | None = None,
-        max_context: int = MAX_CONTEXT,
-    ) -> None:
-        super().__init__(name, cache_dir=cache_dir, max_context=max_context)
-        if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-            raise ConfigError(
-                f"{adapter} is not a LoRA adapter folder (no adapter_config.json); "
-                "pass the folder `rag finetune` wrote"
-            )
-        if slots < 1:
-            raise ConfigError(f"slots must be >= 1, got {slots}")
-        if threads is not None and threads < 1:
-            raise ConfigError(f"threads must be >= 1, got {threads}")
-        self.adapter = adapter
-        self.slots = slots
-        self.threads = threads or len(os.sched_getaffinity(0))
-        self._generator: Any = None
-        self._seed_lock = threading.Lock()
+    default_slots = DEFAULT_SLOTS
+    _generator: Any = None
+    #: CTranslate2's random seed is process-wide: a seeded request sets it and starts alone.
+    _seed_lock = threading.Lock()
 
     def warm_up(self) -> None:
         if self._generator is not None:
@@ -112,7 +85,6 @@ class CT2Generator(NativeGenerator):
             return _token_ids(self._generator.generate_tokens(pieces, **options), budget, end)
         import ctranslate2
 
-        # CTranslate2's seed is process-wide: set it and start the request under one lock.
         with self._seed_lock:
             ctranslate2.set_random_seed(config.seed)
             steps = self._generator.generate_tokens(pieces, **options)

@@ -15,9 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rag.errors import ConfigError
 from rag.generate.base import GenerationConfig
-from rag.generate.chat import MAX_CONTEXT
 from rag.generate.native import NativeGenerator
 
 log = logging.getLogger("rag.generate")
@@ -28,36 +26,14 @@ DEFAULT_SLOTS = 4
 
 
 class LlamaCppGenerator(NativeGenerator):
-    """A registry model's GGUF on llama.cpp; ``adapter`` is a peft LoRA folder applied on top.
+    """A registry model's GGUF on llama.cpp; ``adapter`` (peft LoRA) applied on the fly.
 
-    ``slots`` requests decode together (more wait); ``threads`` defaults to every CPU this
-    process may use; ``max_context`` caps the window read from the model's config.
+    ``slots`` requests decode together in one batch (more wait for a slot).
     """
 
     engine = "llama.cpp"
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        cache_dir: Path,
-        adapter: Path | None = None,
-        slots: int = DEFAULT_SLOTS,
-        threads: int | None = None,
-        max_context: int = MAX_CONTEXT,
-    ) -> None:
-        super().__init__(name, cache_dir=cache_dir, max_context=max_context)
-        if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-            raise ConfigError(
-                f"{adapter} is not a LoRA adapter folder (no adapter_config.json); "
-                "pass the folder `rag finetune` wrote"
-            )
-        if slots < 1:
-            raise ConfigError(f"slots must be >= 1, got {slots}")
-        self.adapter = adapter
-        self.slots = slots
-        self.threads = threads
-        self._engine: Any = None
+    default_slots = DEFAULT_SLOTS
+    _engine: Any = None
 
     @property
     def engine_core(self) -> Any:

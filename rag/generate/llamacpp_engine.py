@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rag.errors import ConfigError, GenerationError
+from rag.generate.chat import checked_prompt, drain
 from rag.generate.token_sampler import Sampler
 
 log = logging.getLogger("rag.generate")
@@ -46,7 +47,9 @@ class Request:
     max_new_tokens: int
     eos: frozenset[int]
     sampler: Sampler
-    out: queue.SimpleQueue[int | BaseException | None] = field(default_factory=queue.SimpleQueue)
+    out: queue.SimpleQueue[list[int] | BaseException | None] = field(
+        default_factory=queue.SimpleQueue
+    )
     #: Prompt tokens already in the slot's KV cache (the prompt is read from here on).
     read: int = 0
     produced: int = 0
@@ -58,7 +61,7 @@ class Request:
     def emit(self, token: int) -> None:
         self.produced += 1
         self.last = token
-        self.out.put(token)
+        self.out.put([token])
         if token in self.eos or self.produced >= self.max_new_tokens:
             self.done = True
             self.out.put(None)
@@ -227,18 +230,13 @@ class LlamaCppEngine:
 
         Closing the iterator early frees the slot at the next step.
         """
-        tokens = [int(t) for t in prompt]
-        if not tokens:
-            raise ConfigError("the prompt is empty: pass at least one token id")
-        if not all(0 <= t < self.model.n_vocab for t in tokens):
-            raise ConfigError(f"prompt token ids must be in [0, {self.model.n_vocab})")
-        if max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if len(tokens) + max_new_tokens > self.window:
-            raise ConfigError(
-                f"prompt ({len(tokens)} tokens) + max_new_tokens ({max_new_tokens}) exceeds "
-                f"the engine's window of {self.window} tokens"
-            )
+        tokens = checked_prompt(
+            prompt,
+            vocab=self.model.n_vocab,
+            max_new_tokens=max_new_tokens,
+            limit=self.window,
+            what=f"the engine's window of {self.window} tokens",
+        )
         sampler = Sampler(temperature, top_p, random.getrandbits(32) if seed is None else seed)
         request = Request(tokens, max_new_tokens, frozenset(eos), sampler)
         with self._lock:
@@ -250,16 +248,7 @@ class LlamaCppEngine:
 
     @staticmethod
     def _drain(request: Request) -> Iterator[int]:
-        try:
-            while True:
-                item = request.out.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise GenerationError(f"llama.cpp failed while decoding: {item}") from item
-                yield item
-        finally:
-            request.cancelled = True
+        return drain(request, "llama.cpp failed while decoding")
 
     # -- the worker thread -------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ A subclass loads its engine in ``warm_up`` and implements ``_tokens``.
 from __future__ import annotations
 
 import json
+import os
 import time
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import ConfigError
+from rag.generate import chat
 from rag.generate.base import (
     Delta,
     DeltaCollector,
@@ -27,34 +29,47 @@ from rag.generate.base import (
     GenerationResult,
     Generator,
 )
-from rag.generate.chat import (
-    MAX_CONTEXT,
-    answer_budget,
-    encode_text,
-    eos_ids,
-    render_chat,
-    stream_deltas,
-)
 from rag.generate.detokenize import TextStream
 from rag.types import Message
 
 
-class NativeGenerator(Generator):
-    """A registry model decoded by a native engine, with the registry's tokenizer around it."""
+class NativeGenerator(chat.ChatPrompts, Generator):
+    """A registry model decoded by a native engine, with the registry's tokenizer around it.
+
+    ``adapter`` is a peft LoRA folder; ``slots`` requests decode at once (more wait);
+    ``threads`` per request defaults to every CPU this process may use; ``max_context`` caps
+    the window read from the model's config.
+    """
 
     #: The engine's name, as logs and `rag models` show it.
     engine = "native"
+    #: Requests decoding at once when ``slots`` is not given.
+    default_slots = 1
 
-    def __init__(self, name: str, *, cache_dir: Path, max_context: int = MAX_CONTEXT) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        cache_dir: Path,
+        slots: int | None = None,
+        threads: int | None = None,
+        adapter: Path | None = None,
+        max_context: int = chat.MAX_CONTEXT,
+    ) -> None:
         from rag.models import get_spec
 
         spec = get_spec(name)
         if spec.kind != "generator":
             raise ConfigError(f"{name} is an embedder, not a generator (try: smollm2-135m)")
-        if max_context < 16:
-            raise ConfigError(f"max_context must be >= 16, got {max_context}")
+        chat.check_local_options(adapter, max_context)
+        for label, value in (("slots", slots), ("threads", threads)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{label} must be >= 1, got {value}")
         self.name = name
         self.cache_dir = cache_dir
+        self.adapter = adapter
+        self.slots = slots or self.default_slots
+        self.threads = threads or len(os.sched_getaffinity(0))
         self._max_context = max_context
         self._tokenizer: Any = None
         self._window: int | None = None
@@ -97,29 +112,18 @@ class NativeGenerator(Generator):
         generation = json.loads(generation_file.read_text()) if generation_file.is_file() else {}
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         trained = int(config.get("max_position_embeddings") or 2048)
-        self.eos = eos_ids(generation.get("eos_token_id", config.get("eos_token_id")), tokenizer)
+        eos = generation.get("eos_token_id", config.get("eos_token_id"))
+        self.eos = chat.eos_ids(eos, tokenizer)
         self._window = min(trained, self._max_context)
         self._tokenizer = tokenizer
-
-    def render(self, messages: Sequence[Message]) -> str:
-        """The prompt text: the chat template, always with a system message."""
-        return render_chat(self.tokenizer, messages)
-
-    def encode(self, messages: Sequence[Message]) -> list[int]:
-        return encode_text(self.tokenizer, self.render(messages))
-
-    def count_tokens(self, text: str) -> int:
-        return len(encode_text(self.tokenizer, text))
-
-    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
-        return len(self.encode(messages))
 
     # -- generation --------------------------------------------------------------------------
 
     def _start(self, prompt: list[int], config: GenerationConfig) -> Iterator[Delta]:
-        budget = answer_budget(self.name, self.context_window, len(prompt), config.max_new_tokens)
+        window = self.context_window
+        budget = chat.answer_budget(self.name, window, len(prompt), config.max_new_tokens)
         tokens = self._tokens(prompt, budget, config)
-        return stream_deltas(tokens, TextStream(self.tokenizer, config.stop), self.eos, prompt)
+        return chat.stream_deltas(tokens, TextStream(self.tokenizer, config.stop), self.eos, prompt)
 
     def stream(self, messages: Sequence[Message], config: GenerationConfig) -> Iterator[Delta]:
         yield from self._start(self.encode(messages), config)

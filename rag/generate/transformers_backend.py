@@ -21,10 +21,10 @@ from rag.generate.base import Delta, GenerationConfig, GenerationResult, Generat
 from rag.generate.chat import DEFAULT_SYSTEM as DEFAULT_SYSTEM  # re-exported
 from rag.generate.chat import (
     MAX_CONTEXT,
+    ChatPrompts,
     answer_budget,
-    encode_text,
+    check_local_options,
     eos_ids,
-    render_chat,
     stream_deltas,
 )
 from rag.generate.detokenize import TextStream
@@ -34,7 +34,7 @@ from rag.types import Message
 DecodeSteps = Callable[[Sequence[Sequence[int]], GenerationConfig], Iterator[list[int]]]
 
 
-class TransformersGenerator(Generator):
+class TransformersGenerator(ChatPrompts, Generator):
     """A chat model loaded with transformers from a registry name, a local folder or a hub id.
 
     ``model`` and ``tokenizer`` load on first use (or ``warm_up()``); fine-tuning code reaches
@@ -53,13 +53,7 @@ class TransformersGenerator(Generator):
         device = device or None  # "" (the settings' default) also means "CUDA when present"
         if device is not None and device != "cpu" and not device.startswith("cuda"):
             raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-        if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-            raise ConfigError(
-                f"{adapter} is not a LoRA adapter folder (no adapter_config.json); "
-                "pass the folder `rag finetune` wrote"
-            )
-        if max_context < 16:
-            raise ConfigError(f"max_context must be >= 16, got {max_context}")
+        check_local_options(adapter, max_context)
         self.name = name_or_path
         self.cache_dir = cache_dir
         self.adapter = adapter
@@ -140,21 +134,6 @@ class TransformersGenerator(Generator):
             if DecodeEngine.supports(model):
                 engine = DecodeEngine(model, max_batch=8, max_len=self.context_window)
                 self.decode_steps = engine.decode_steps
-
-    # -- prompts -----------------------------------------------------------------------------
-
-    def render(self, messages: Sequence[Message]) -> str:
-        """The prompt text the model sees: the chat template, always with a system message."""
-        return render_chat(self.tokenizer, messages)
-
-    def encode(self, messages: Sequence[Message]) -> list[int]:
-        return encode_text(self.tokenizer, self.render(messages))
-
-    def count_tokens(self, text: str) -> int:
-        return len(encode_text(self.tokenizer, text))
-
-    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
-        return len(self.encode(messages))
 
     # -- generation --------------------------------------------------------------------------
 
