@@ -151,8 +151,8 @@ def _dequantize(gguf: Path, out: Path) -> None:
     tokenizer.save_pretrained(str(out))
 
 
-def dequantized_model(gguf: Path) -> Any:
-    """The GGUF's weights in a plain float32 transformers model (no GGUF quantization config).
+def dequantized_model(gguf: Path, dtype: str = "float32") -> Any:
+    """The GGUF's weights in a plain transformers model (no GGUF quantization config).
 
     A GGUF-loaded model keeps its GGUF quantization config, which ``save_pretrained`` and
     converters refuse, so its weights move into a model built from the cleaned config.
@@ -160,14 +160,15 @@ def dequantized_model(gguf: Path) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
+    torch_dtype = getattr(torch, dtype)
     loaded = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch_dtype
     )
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
     model.load_state_dict(loaded.state_dict(), assign=True)
     model.tie_weights()
     model.generation_config = loaded.generation_config

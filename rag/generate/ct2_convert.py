@@ -1,8 +1,8 @@
 """A registry GGUF (with a LoRA adapter merged, optionally) -> a CTranslate2 int8 model, once.
 
 The weights go straight from the GGUF into CTranslate2's converter: transformers de-quantizes
-them in memory and CTranslate2 re-quantizes them to int8 per output channel. No float32 copy
-is written to disk. The tokenizer and config come from the
+them in memory (float16) and CTranslate2 re-quantizes them to int8 per output channel. No
+float32 copy is written to disk. The tokenizer and config come from the
 model's tokenizer folder, so the int8 model's vocabulary is the tokenizer rag renders prompts
 with. A LoRA adapter is merged into the de-quantized weights before the int8 conversion; each
 adapter gets its own folder, named by a hash of its files, so a retrained adapter converts anew.
@@ -65,7 +65,9 @@ def _converter(gguf: Path, tokenizer: Path, adapter: Path | None) -> Any:
         def load_model(self, model_class: Any, _: str, **kwargs: Any) -> Any:
             from rag.convert import dequantized_model
 
-            model = dequantized_model(gguf)
+            # float16 is exact enough for an int8 target and cuts the conversion's peak memory
+            # (qwen2.5-0.5b: 3.0 GB against 3.8 GB in float32).
+            model = dequantized_model(gguf, "float16")
             if adapter is None:
                 return model
             from peft import PeftModel
