@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from rag.generate.base import GenerationConfig
@@ -40,26 +41,20 @@ class CT2Generator(NativeGenerator):
     engine = "ctranslate2"
     default_slots = DEFAULT_SLOTS
     _generator: Any = None
-    #: CTranslate2's random seed is process-wide: a seeded request sets it and starts alone.
+    _folder: Path | None = None
+    #: CTranslate2's seed is process-wide and read once per thread: see ``_seeded``.
     _seed_lock = threading.Lock()
 
     def warm_up(self) -> None:
         if self._generator is not None:
             return
-        import ctranslate2
 
         from rag.generate.ct2_convert import ct2_folder
 
         started = time.perf_counter()
         self.context_window  # noqa: B018 - loads the tokenizer (and converts it) first
-        folder = ct2_folder(self.name, self.cache_dir, self.adapter)
-        self._generator = ctranslate2.Generator(
-            str(folder),
-            device="cpu",
-            compute_type="int8",
-            inter_threads=self.slots,
-            intra_threads=self.threads,
-        )
+        self._folder = ct2_folder(self.name, self.cache_dir, self.adapter)
+        self._generator = self._load(self.slots)
         log.info(
             "generator %s: CTranslate2 int8 on the CPU (%d threads, %d slots%s), ready in %.1f s",
             self.name,
@@ -67,6 +62,17 @@ class CT2Generator(NativeGenerator):
             self.slots,
             f", LoRA {self.adapter} merged" if self.adapter else "",
             time.perf_counter() - started,
+        )
+
+    def _load(self, replicas: int) -> Any:
+        import ctranslate2
+
+        return ctranslate2.Generator(
+            str(self._folder),
+            device="cpu",
+            compute_type="int8",
+            inter_threads=replicas,
+            intra_threads=self.threads,
         )
 
     def _tokens(self, prompt: list[int], budget: int, config: GenerationConfig) -> Iterator[int]:
@@ -83,13 +89,27 @@ class CT2Generator(NativeGenerator):
         end = min(self.eos)
         if greedy or config.seed is None:
             return _token_ids(self._generator.generate_tokens(pieces, **options), budget, end)
+        return self._seeded(pieces, options, config.seed, budget, end)
+
+    def _seeded(
+        self, pieces: list[str], options: dict[str, Any], seed: int, budget: int, end: int
+    ) -> Iterator[int]:
+        """A seeded sample on a private replica.
+
+        CTranslate2 seeds each worker thread's random generator once, from the process-wide
+        seed, when the thread first samples; the shared replicas' threads are seeded already.
+        A fresh replica's thread reads the seed at its first step, which runs under the lock
+        right after the seed is set. Loading it costs about a second.
+        """
         import ctranslate2
 
         with self._seed_lock:
-            ctranslate2.set_random_seed(config.seed)
-            steps = self._generator.generate_tokens(pieces, **options)
+            ctranslate2.set_random_seed(seed)
+            private = self._load(1)
+            steps = private.generate_tokens(pieces, **options)
             first = next(steps, None)
-        return _token_ids(steps, budget, end, first)
+        yield from _token_ids(steps, budget, end, first)
+        del private  # the replica lives as long as its decoding
 
 
 def _token_ids(steps: Iterator[Any], budget: int, end: int, first: Any = None) -> Iterator[int]:

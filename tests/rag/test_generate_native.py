@@ -195,8 +195,10 @@ def test_greedy_answers_agree_with_transformers(
 def test_a_lora_adapter_changes_the_answer_as_transformers_does(
     native: NativeGenerator, reference: TransformersGenerator, tmp_path: Path
 ) -> None:
-    """An adapter on the query and key projections: for llama.cpp their rows must be permuted
-    like the GGUF's base weights, or the answer would not follow the transformers one."""
+    """A random adapter on the query and key projections, strong enough to make the model say
+    Japan's capital is Japan. For llama.cpp its rows must be permuted like the GGUF's base
+    weights (and for CTranslate2 it must be merged before the int8 conversion), or the answer
+    would not follow the transformers one."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -204,18 +206,23 @@ def test_a_lora_adapter_changes_the_answer_as_transformers_does(
     base = AutoModelForCausalLM.from_pretrained(str(model_folder(MODEL, native.cache_dir)))
     torch.manual_seed(0)
     lora = LoraConfig(r=4, target_modules=["q_proj", "k_proj"], init_lora_weights=False)
-    get_peft_model(base, lora).save_pretrained(str(tmp_path / "adapter"))
-    config = GenerationConfig(max_new_tokens=12)
-    chat = [Message("user", "Name three colors.")]
+    tuned_model = get_peft_model(base, lora)
+    with torch.no_grad():
+        for name, weight in tuned_model.named_parameters():
+            if "lora_B" in name:
+                weight.mul_(3.0)
+    tuned_model.save_pretrained(str(tmp_path / "adapter"))
+    config = GenerationConfig(max_new_tokens=10)
+    chat = [Message("user", "What is the capital of Japan?")]
+    assert "Tokyo" in native.generate(chat, config).text
     tuned = load_generator(
         MODEL, cache_dir=native.cache_dir, engine=native.engine, adapter=tmp_path / "adapter"
     )
     answer = tuned.generate(chat, config).text
-    assert answer != native.generate(chat, config).text
     with_adapter = load_generator(
         MODEL, cache_dir=native.cache_dir, engine="transformers", adapter=tmp_path / "adapter"
     )
     expected = with_adapter.generate(chat, config).text
-    assert expected != reference.generate(chat, config).text  # the adapter does change it
+    assert "Tokyo" not in expected and "Tokyo" not in answer, (answer, expected)
     ours, theirs = (reference.tokenizer(text)["input_ids"] for text in (answer, expected))
-    assert common_prefix(ours, theirs) >= 3, (answer, expected)
+    assert common_prefix(ours, theirs) >= 5, (answer, expected)
