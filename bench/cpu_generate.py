@@ -378,6 +378,9 @@ def _worker(engine: str, inputs: Path, *flags: str) -> dict[str, Any]:
 
 
 def main() -> None:
+    # Run as a script, this folder leads sys.path and bench/ingest.py would shadow the package.
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     from rag.settings import load_settings
 
     settings = load_settings()

@@ -281,7 +281,9 @@ class LlamaCppEngine:
             # Keep the shared prefix, but always read at least the last prompt token: its
             # logits give the first new token.
             keep = min(_common_prefix(slot.cached, request.prompt), len(request.prompt) - 1)
-            llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, keep, -1)
+            if not llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, keep, -1):
+                keep = 0  # this memory cannot cut a sequence short: start it afresh
+                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
             slot.cached = slot.cached[:keep]
             request.read = keep
             slot.request = request
