@@ -8,8 +8,8 @@ Engines (each runs in its own process, so its load time and peak memory are its 
   instead; rag's overhead is measured against it);
 - ``ct2``: rag's CTranslate2 backend, int8, converted once from the GGUF (conversion timed).
 
-Per engine: load time; for a RAG prompt built by the real prompt builder (demonstrations +
-five numbered passages, ~1,500 tokens with qwen2.5-0.5b), time to first token, prefill tok/s and
+Per engine: load time; for a RAG prompt built by the real prompt builder (two demonstrations
+and as many numbered SQuAD paragraphs as make ~1,500 tokens), time to first token, prefill and
 the time of a whole answer; the same with the prefix cached (the same prompt but the question);
 batch-1 decode tok/s; aggregate tok/s of 4 sequences through ``generate_batch`` and through 4
 threads at once (the server's case); peak RSS; and greedy answers to the same QA questions,
@@ -78,16 +78,24 @@ def build_inputs(args: argparse.Namespace, cache_dir: Path) -> dict[str, Any]:
         built = pipeline.build_messages(question, context=chunks, options=options)
         return _messages(built.messages)
 
-    first = items[0]
-    rag_prompt = chat(first["question"], passages[:5])
-    follow_up = chat(items[1]["question"], passages[:5])
     generator = pipeline.generator
+
+    def tokens(raw: list[dict[str, str]]) -> int:
+        return generator.count_prompt_tokens([Message(**m) for m in raw])  # type: ignore[arg-type]
+
+    # As many passages as make the prompt about --prompt-tokens long (retrieval-sized blocks).
+    count = 1
+    while count < len(passages) and tokens(chat(items[0]["question"], passages[:count])) < (
+        args.prompt_tokens
+    ):
+        count += 1
+    rag_prompt = chat(items[0]["question"], passages[:count])
+    follow_up = chat(items[1]["question"], passages[:count])
     return {
         "model": args.model,
         "rag_prompt": rag_prompt,
-        "rag_prompt_tokens": generator.count_prompt_tokens(
-            [Message(**m) for m in rag_prompt]  # type: ignore[arg-type]
-        ),
+        "rag_prompt_tokens": tokens(rag_prompt),
+        "rag_passages": count,
         "follow_up": follow_up,
         "decode_prompt": [{"role": "user", "content": DECODE_PROMPT}],
         "concurrent": [[{"role": "user", "content": p}] for p in CONCURRENT_PROMPTS],
@@ -133,14 +141,15 @@ def _qa_items(args: argparse.Namespace, cache_dir: Path) -> tuple[list[dict[str,
         }
         for q in chosen
     ]
-    # Five distinct paragraphs of the first question's article: a retrieval-sized context.
-    article = chosen[0].doc_ids[0] if chosen[0].doc_ids else ""
-    seen: dict[str, None] = {}
-    for q in every:
-        if q.doc_ids and q.doc_ids[0] == article and q.context:
-            seen.setdefault(q.context, None)
-    passages = [(article, text) for text in list(seen)[:5]]
-    return items, passages
+    # Paragraphs of the first question's article first (what retrieval would bring), then of
+    # the other sampled questions' articles.
+    articles = [q.doc_ids[0] if q.doc_ids else "" for q in chosen]
+    seen: dict[tuple[str, str], None] = {}
+    for article in dict.fromkeys(articles):
+        for q in every:
+            if q.context and q.doc_ids and q.doc_ids[0] == article:
+                seen.setdefault((article, q.context), None)
+    return items, list(seen)
 
 
 # -- one engine (in a worker process) ----------------------------------------------------------
@@ -389,6 +398,7 @@ def main() -> None:
     parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--questions", type=int, default=None, help="QA questions [40; 3 small]")
     parser.add_argument("--answer-tokens", type=int, default=32)
+    parser.add_argument("--prompt-tokens", type=int, default=1500, help="RAG prompt size")
     parser.add_argument("--decode-tokens", type=int, default=None, help="[128; 16 small]")
     parser.add_argument("--repeats", type=int, default=None, help="RAG prompt runs [3; 1 small]")
     parser.add_argument("--seed", type=int, default=0)
@@ -420,7 +430,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown engines {sorted(unknown)} (known: {', '.join(ENGINES)})")
     inputs = build_inputs(args, cache_dir)
-    print(f"RAG prompt: {inputs['rag_prompt_tokens']} tokens; {len(inputs['qa'])} QA questions")
+    print(
+        f"RAG prompt: {inputs['rag_prompt_tokens']} tokens ({inputs['rag_passages']} passages); "
+        f"{len(inputs['qa'])} QA questions"
+    )
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="rag-cpu-bench-") as scratch:
         path = Path(scratch) / "inputs.json"

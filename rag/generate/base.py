@@ -62,6 +62,8 @@ class Generator(ABC):
     """A chat model. Cheap to construct; heavy state loads in ``warm_up()`` or on first use."""
 
     name: str = "generator"
+    #: What decodes: ``transformers``, ``ctranslate2``, ``llama.cpp``, ``openai`` (logs, benches).
+    engine: str = "generator"
     #: Tokens the model can attend to, prompt and answer together.
     context_window: int = 2048
 

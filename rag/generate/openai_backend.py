@@ -23,6 +23,8 @@ class OpenAIGenerator(Generator):
     ``http://localhost:8000/v1``). ``context_window`` is what the server's model attends to;
     the protocol does not say, so it is given."""
 
+    engine = "openai"
+
     def __init__(
         self,
         model: str,

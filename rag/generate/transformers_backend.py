@@ -41,6 +41,8 @@ class TransformersGenerator(ChatPrompts, Generator):
     them there. ``adapter`` is a LoRA folder written by peft; it is merged into the weights.
     """
 
+    engine = "transformers"
+
     def __init__(
         self,
         name_or_path: str,
