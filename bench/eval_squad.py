@@ -119,6 +119,24 @@ def headline(name: str, out: Path) -> None:
         print(line)
 
 
+def compare_models(name: str, out: Path, other: Path, label: str, other_label: str) -> None:
+    """Per run, this model's F1 minus the other's on the same questions (paired bootstrap)."""
+    from eval.results import ResultsFile
+    from eval.stats import paired_bootstrap
+
+    if not (other / "results.jsonl").is_file():
+        print(f"[{name}] no results of {other_label} in {other}: run it first to compare")
+        return
+    mine = {(r.run, r.qid): r.f1 for r in ResultsFile(out).rows()}
+    theirs = {(r.run, r.qid): r.f1 for r in ResultsFile(other).rows()}
+    print(f"\n== {name}: F1 of {label} minus {other_label}, same questions [95% CI]")
+    for run in dict.fromkeys(run for run, _ in mine):
+        pairs = [(f1, theirs[key]) for key, f1 in mine.items() if key[0] == run and key in theirs]
+        if pairs:
+            a, b = zip(*pairs, strict=True)
+            print(f"{run:<14}{paired_bootstrap(a, b).format(signed=True)}")
+
+
 def main() -> None:
     # Run as a script, this folder comes first on sys.path, and bench/ingest.py would shadow
     # the ingest package that fetching and indexing import.
@@ -154,6 +172,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(".data/eval-bench"))
     parser.add_argument(
         "--engine", default="auto", help="auto, ctranslate2, llama.cpp or transformers"
+    )
+    parser.add_argument(
+        "--against", default=None, help="a model evaluated before in --work: paired F1 diff"
     )
     args = parser.parse_args()
     from rag.generate import choose_engine
@@ -195,6 +216,10 @@ def main() -> None:
         )
         print(f"[{name}] evaluated in {time.perf_counter() - set_started:.0f} s")
         headline(name, out)
+        if args.against:
+            mine, theirs = f"report-{args.model}-", f"report-{args.against}-"
+            other = out.parent / out.name.replace(mine, theirs)
+            compare_models(name, out, other, args.model, args.against)
     print(f"\nload average after: {os.getloadavg()}; total {time.perf_counter() - started:.0f} s")
 
 
