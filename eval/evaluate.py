@@ -67,6 +67,9 @@ class EvalRequest:
     demos_from_qa: int = 32
     #: Label the report as a smoke run (too few questions for conclusions).
     smoke: bool = False
+    #: The generation engine (``rag.generate.ENGINES``); ``evaluate`` records the one it
+    #: resolves to, since answers differ between engines (their weights are quantized apart).
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         parse_mode(self.mode)
@@ -99,6 +102,7 @@ class EvalRequest:
             if self.examples
             else None,
             "demos_from_qa": self.demos_from_qa,
+            "engine": self.engine,
             # Answers depend on the prompt wording: an edited template starts a new run.
             "prompts": templates_digest(),
         }
@@ -135,6 +139,10 @@ def evaluate(
                 len(items),
                 request.qa,
             )
+    from rag.generate import choose_engine
+
+    engine, _ = choose_engine(request.engine, request.model, device=device)
+    request = replace(request, engine=engine)
     if request.adapter is not None:
         _check_adapter(request.adapter, request.model)
         check_no_leakage(train_questions(request.adapter), items)
@@ -191,6 +199,7 @@ def _build_factory(
             adapter=request.adapter if adapter else None,
             examples_path=request.examples,
             remote=remote,
+            engine=request.engine,
         )
 
     return build

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.errors import ConfigError
+from rag.generate import engine_capacity
 from serve.limits import Limits
 from serve.settings import ServeSettings
 from serve.state import Pipelines, ServerConfig, ServerState
@@ -46,7 +47,12 @@ def build_state(settings: ServeSettings, metrics_dir: Path | None = None) -> Ser
             max_prompt_tokens=settings.max_prompt_tokens,
         ),
         file_limits=FileLimits.from_settings(settings),
-        concurrency=settings.concurrency,
+        concurrency=settings.concurrency
+        or (
+            1  # a remote backend: as before
+            if settings.base_url
+            else engine_capacity(settings.engine, settings.model, device=settings.device or None)
+        ),
         queue_size=settings.queue_size,
         metrics_dir=metrics_dir,
     )
@@ -64,6 +70,7 @@ def build_state(settings: ServeSettings, metrics_dir: Path | None = None) -> Ser
             device=device,
             examples_path=settings.examples,
             remote=settings.remote(),
+            engine=settings.engine,
         )
         adapter = None
         if settings.adapter is not None:
@@ -76,6 +83,7 @@ def build_state(settings: ServeSettings, metrics_dir: Path | None = None) -> Ser
                 device=device,
                 adapter=settings.adapter,
                 remote=settings.remote(),
+                engine=settings.engine,
             )
             adapter = base.using(generator=generator)
         return Pipelines(base=base, adapter=adapter, index=index)

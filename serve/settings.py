@@ -27,8 +27,9 @@ class ServeSettings(Settings):
     examples: Path | None = None
     #: Worker processes over the one index folder, each with its own model (`--workers`).
     workers: int = Field(default=1, ge=1, le=64)
-    #: Generations running at once (a local CPU model gains nothing from more than 1).
-    concurrency: int = Field(default=1, ge=1, le=256)
+    #: Generations running at once; None: as many as the engine runs together
+    #: (``rag.generate.engine_capacity``).
+    concurrency: int | None = Field(default=None, ge=1, le=256)
     #: Requests allowed to wait for a generation slot; one more gets 429.
     queue_size: int = Field(default=32, ge=0, le=10_000)
     #: Largest JSON request body, in bytes (413 beyond).
