@@ -20,8 +20,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import rag.generate.chat as chat
 from rag.errors import ConfigError
-from rag.generate import chat
 from rag.generate.base import (
     Delta,
     DeltaCollector,
