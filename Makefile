@@ -9,9 +9,13 @@ MODEL ?= qwen2.5-0.5b
 QUESTION ?= Can I refer someone who lives at the same address as me?
 PYTEST_ARGS ?=
 
-.PHONY: setup models browser quickstart serve test lint docs
+.PHONY: setup llamacpp models browser quickstart serve test lint docs
 
 setup: $(VENV)/.installed
+
+# The llama.cpp engine the tests and bench/cpu_generate.py also cover: llama-cpp-python is an
+# sdist that compiles for this CPU (minutes; pip caches the wheel). Not needed to run rag.
+llamacpp: $(VENV)/.llamacpp
 
 # torch first, pinned to the CPU wheel on these machines' disk: an open range pulls a CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -19,6 +23,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev,ray]'
+	touch $@
+
+$(VENV)/.llamacpp: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev,llamacpp]'
 	touch $@
 
 models: setup
@@ -39,7 +47,7 @@ quickstart: setup
 serve: quickstart
 	$(RAG) serve --index $(INDEX) --model $(MODEL)
 
-test: setup models browser
+test: setup llamacpp models browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup

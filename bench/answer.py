@@ -42,13 +42,19 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--shots", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument(
+        "--engine", default=settings.engine, help="auto, ctranslate2, llama.cpp or transformers"
+    )
     args = parser.parse_args()
 
-    pipeline = build_pipeline(args.index, args.model, cache_dir=settings.cache_dir)
+    pipeline = build_pipeline(
+        args.index, args.model, cache_dir=settings.cache_dir, engine=args.engine
+    )
     started = time.perf_counter()
     pipeline.generator.warm_up()
     pipeline.ask("warm-up question", options=AskOptions(retrieval=False, shots=0, max_new_tokens=2))
-    print(f"model {args.model}: loaded and warmed up in {time.perf_counter() - started:.1f} s")
+    loaded_s = time.perf_counter() - started
+    print(f"model {args.model} on {pipeline.generator.engine}: ready in {loaded_s:.1f} s")
     print(f"load average before: {os.getloadavg()}")
     options = AskOptions(k=args.k, shots=args.shots, max_new_tokens=args.max_new_tokens)
 

@@ -120,6 +120,24 @@ def headline(name: str, out: Path) -> None:
         print(line)
 
 
+def compare_models(name: str, out: Path, other: Path, label: str, other_label: str) -> None:
+    """Per run, this model's F1 minus the other's on the same questions (paired bootstrap)."""
+    from eval.results import ResultsFile
+    from eval.stats import paired_bootstrap
+
+    if not (other / "results.jsonl").is_file():
+        print(f"[{name}] no results of {other_label} in {other}: run it first to compare")
+        return
+    mine = {(r.run, r.qid): r.f1 for r in ResultsFile(out).rows()}
+    theirs = {(r.run, r.qid): r.f1 for r in ResultsFile(other).rows()}
+    print(f"\n== {name}: F1 of {label} minus {other_label}, same questions [95% CI]")
+    for run in dict.fromkeys(run for run, _ in mine):
+        pairs = [(f1, theirs[key]) for key, f1 in mine.items() if key[0] == run and key in theirs]
+        if pairs:
+            a, b = zip(*pairs, strict=True)
+            print(f"{run:<14}{paired_bootstrap(a, b).format(signed=True)}")
+
+
 def arguments(description: str) -> argparse.ArgumentParser:
     """The options of a decision-report benchmark (this one's, and bench/qa_validate.py's)."""
     parser = argparse.ArgumentParser(description=description)
@@ -149,6 +167,12 @@ def arguments(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--smoke", action="store_true", help="label the reports a smoke run")
     parser.add_argument("--work", type=Path, default=Path(".data/eval-bench"))
+    parser.add_argument(
+        "--engine", default="auto", help="auto, ctranslate2, llama.cpp or transformers"
+    )
+    parser.add_argument(
+        "--against", default=None, help="a model evaluated before in --work: paired F1 diff"
+    )
     return parser
 
 
@@ -173,6 +197,7 @@ def eval_request(
         max_new_tokens=args.max_new_tokens,
         demos_from_qa=args.demos_from_qa,
         smoke=args.smoke,
+        engine=args.engine,
     )
 
 
@@ -187,17 +212,25 @@ def main() -> None:
     settings = load_settings()
     args = arguments(__doc__.split("\n")[0]).parse_args()
     use_threads(args.threads)
+    from rag.generate import choose_engine
+
+    engine = args.engine = choose_engine(args.engine, args.model)[0]
     print(f"load average before: {os.getloadavg()}")
     started = time.perf_counter()
     for name in [n.strip() for n in args.sets.split(",") if n.strip()]:
         limit = args.limit or LIMITS.get(name, 200)
         index = prepare_index(name, args.work, settings.cache_dir)
         adapter = train_adapter(name, limit, args, args.work, settings.cache_dir, index)
-        out = args.work / name / f"report-{args.model}-{limit}{'-smoke' if args.smoke else ''}"
+        smoke = "-smoke" if args.smoke else ""
+        out = args.work / name / f"report-{args.model}-{engine}-{limit}{smoke}"
         set_started = time.perf_counter()
         evaluate(eval_request(args, name, index, out, adapter, limit), cache_dir=settings.cache_dir)
         print(f"[{name}] evaluated in {time.perf_counter() - set_started:.0f} s")
         headline(name, out)
+        if args.against:
+            mine, theirs = f"report-{args.model}-", f"report-{args.against}-"
+            other = out.parent / out.name.replace(mine, theirs)
+            compare_models(name, out, other, args.model, args.against)
     print(f"\nload average after: {os.getloadavg()}; total {time.perf_counter() - started:.0f} s")
 
 

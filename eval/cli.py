@@ -95,6 +95,11 @@ def register(app: typer.Typer) -> None:
         gpu_tflops: float = typer.Option(989.0, help="GPU peak TFLOP/s (H100 bf16: 989)."),
         gpu_mfu: float = typer.Option(0.4, help="Share of the peak a training run sustains."),
         smoke: bool = typer.Option(False, "--smoke", help="Label the report a smoke run."),
+        engine: str | None = typer.Option(
+            None,
+            "--engine",
+            help="auto, ctranslate2, llama.cpp or transformers (default: RAG_ENGINE or auto).",
+        ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
         base_url: str | None = typer.Option(None, "--base-url", help=BASE_URL_HELP),
         context_window: int | None = typer.Option(
@@ -130,6 +135,7 @@ def register(app: typer.Typer) -> None:
             demos_from_qa=demos_from_qa,
             smoke=smoke,
             reviewed_only=reviewed_only,
+            engine=engine or settings.engine,
         )
         hardware = Hardware(
             peak_flops=gpu_tflops * 1e12, utilization=gpu_mfu, usd_per_hour=gpu_usd_per_hour

@@ -73,6 +73,9 @@ class EvalRequest:
     #: Evaluate only the rows a person accepted or edited (`rag qa review`); rejected rows are
     #: left out either way.
     reviewed_only: bool = False
+    #: The generation engine (``rag.generate.ENGINES``); ``evaluate`` records the one it
+    #: resolves to, since answers differ between engines (their weights are quantized apart).
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         parse_mode(self.mode)
@@ -106,6 +109,7 @@ class EvalRequest:
             else None,
             "demos_from_qa": self.demos_from_qa,
             "reviewed_only": self.reviewed_only,
+            "engine": self.engine,
             # Answers depend on the prompt wording: an edited template starts a new run.
             "prompts": templates_digest(),
         }
@@ -150,6 +154,10 @@ def evaluate(
                 len(items),
                 request.qa,
             )
+    from rag.generate import choose_engine
+
+    engine, _ = choose_engine(request.engine, request.model, device=device)
+    request = replace(request, engine=engine)
     if request.adapter is not None:
         _check_adapter(request.adapter, request.model)
         check_no_leakage(train_questions(request.adapter), items)
@@ -212,6 +220,7 @@ def _build_factory(
             adapter=request.adapter if adapter else None,
             examples_path=request.examples,
             remote=remote,
+            engine=request.engine,
         )
 
     return build

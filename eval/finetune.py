@@ -114,6 +114,7 @@ def finetune(
             request.model,
             cache_dir=cache_dir,
             device=device,
+            engine="transformers",  # training needs the torch model
         )
     generator: Any = pipeline.generator
     if not all(hasattr(generator, a) for a in ("model", "tokenizer", "render")):

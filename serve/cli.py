@@ -52,7 +52,10 @@ def register(app: typer.Typer) -> None:
             "(default: the index folder's, when it has one).",
         ),
         concurrency: int | None = typer.Option(
-            None, "--concurrency", help="Generations at once [1]; more only helps on a GPU."
+            None,
+            "--concurrency",
+            help="Generations at once (default: what the engine runs together: 2 for "
+            "CTranslate2, 4 for llama.cpp, 1 for transformers).",
         ),
         queue_size: int | None = typer.Option(
             None, "--queue-size", help="Requests that may wait for a slot before 429 [32]."
@@ -62,6 +65,11 @@ def register(app: typer.Typer) -> None:
             None,
             "--workers",
             help="Worker processes [1], each with its own model, over the one index folder.",
+        ),
+        engine: str | None = typer.Option(
+            None,
+            "--engine",
+            help="auto, ctranslate2, llama.cpp or transformers (default: RAG_ENGINE or auto).",
         ),
     ) -> None:
         """Serve the chat API (OpenAI-compatible), the native API and the chat page at /."""
@@ -84,5 +92,6 @@ def register(app: typer.Typer) -> None:
             queue_size=queue_size,
             device=device,
             workers=workers,
+            engine=engine,
         )
         run_server(settings)

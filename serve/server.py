@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.errors import ConfigError
+from rag.generate import engine_capacity
 from rag.settings import answer_defaults
 from serve.limits import Limits
 from serve.settings import ServeSettings
@@ -47,7 +48,12 @@ def build_state(settings: ServeSettings, metrics_dir: Path | None = None) -> Ser
             max_prompt_tokens=settings.max_prompt_tokens,
         ),
         file_limits=FileLimits.from_settings(settings),
-        concurrency=settings.concurrency,
+        concurrency=settings.concurrency
+        or (
+            1  # a remote backend: as before
+            if settings.base_url
+            else engine_capacity(settings.engine, settings.model, device=settings.device or None)
+        ),
         queue_size=settings.queue_size,
         metrics_dir=metrics_dir,
         answering=answer_defaults(settings.settings_file, settings.index),
@@ -66,6 +72,7 @@ def build_state(settings: ServeSettings, metrics_dir: Path | None = None) -> Ser
             device=device,
             examples_path=settings.examples,
             remote=settings.remote(),
+            engine=settings.engine,
         )
         adapter = None
         if settings.adapter is not None:
@@ -78,6 +85,7 @@ def build_state(settings: ServeSettings, metrics_dir: Path | None = None) -> Ser
                 device=device,
                 adapter=settings.adapter,
                 remote=settings.remote(),
+                engine=settings.engine,
             )
             adapter = base.using(generator=generator)
         return Pipelines(base=base, adapter=adapter, index=index)

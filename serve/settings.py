@@ -30,8 +30,9 @@ class ServeSettings(Settings):
     #: Answering defaults (k, shots, mode) from a `rag eval` settings.json; without one, the
     #: index folder's settings.json when it has one.
     settings_file: Path | None = None
-    #: Generations running at once (a local CPU model gains nothing from more than 1).
-    concurrency: int = Field(default=1, ge=1, le=256)
+    #: Generations running at once; None: as many as the engine runs together
+    #: (``rag.generate.engine_capacity``).
+    concurrency: int | None = Field(default=None, ge=1, le=256)
     #: Requests allowed to wait for a generation slot; one more gets 429.
     queue_size: int = Field(default=32, ge=0, le=10_000)
     #: Largest JSON request body, in bytes (413 beyond).

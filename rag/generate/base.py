@@ -62,6 +62,8 @@ class Generator(ABC):
     """A chat model. Cheap to construct; heavy state loads in ``warm_up()`` or on first use."""
 
     name: str = "generator"
+    #: What decodes: ``transformers``, ``ctranslate2``, ``llama.cpp``, ``openai`` (logs, benches).
+    engine: str = "generator"
     #: Tokens the model can attend to, prompt and answer together.
     context_window: int = 2048
 
@@ -82,29 +84,48 @@ class Generator(ABC):
 
     def generate(self, messages: Sequence[Message], config: GenerationConfig) -> GenerationResult:
         started = time.perf_counter()
-        first: float | None = None
-        parts: list[str] = []
-        finish, prompt_tokens, completion_tokens = "stop", 0, 0
+        collected = DeltaCollector(started)
         for delta in self.stream(messages, config):
-            if delta.text:
-                if first is None:
-                    first = (time.perf_counter() - started) * 1000
-                parts.append(delta.text)
-            if delta.finish_reason is not None:
-                finish = delta.finish_reason
-                prompt_tokens = delta.prompt_tokens or 0
-                completion_tokens = delta.completion_tokens or 0
-        return GenerationResult(
-            text="".join(parts),
-            finish_reason=finish,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            first_token_ms=first,
-            total_ms=(time.perf_counter() - started) * 1000,
-        )
+            collected.add(delta)
+        return collected.result()
 
     def generate_batch(
         self, batch: Sequence[Sequence[Message]], config: GenerationConfig
     ) -> list[GenerationResult]:
         """Answer several prompts; backends that batch on the device override this."""
         return [self.generate(messages, config) for messages in batch]
+
+
+class DeltaCollector:
+    """The deltas of one stream joined into a ``GenerationResult``, timed from ``started``."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.parts: list[str] = []
+        self.first_ms: float | None = None
+        self.last: Delta | None = None
+        self.finished_at: float | None = None
+
+    def add(self, delta: Delta) -> bool:
+        """Take one delta; True when it was the last (it carries the finish reason)."""
+        now = time.perf_counter()
+        if delta.text:
+            if self.first_ms is None:
+                self.first_ms = (now - self.started) * 1000
+            self.parts.append(delta.text)
+        if delta.finish_reason is None:
+            return False
+        self.last, self.finished_at = delta, now
+        return True
+
+    def result(self) -> GenerationResult:
+        last = self.last or Delta(finish_reason="stop")
+        finished_at = self.finished_at or time.perf_counter()
+        return GenerationResult(
+            text="".join(self.parts),
+            finish_reason=last.finish_reason or "stop",
+            prompt_tokens=last.prompt_tokens or 0,
+            completion_tokens=last.completion_tokens or 0,
+            first_token_ms=self.first_ms,
+            total_ms=(finished_at - self.started) * 1000,
+        )

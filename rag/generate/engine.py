@@ -26,8 +26,9 @@ import random
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
-from rag.errors import ConfigError, GenerationError
+from rag.errors import ConfigError
 from rag.generate.base import GenerationConfig
+from rag.generate.chat import checked_prompt, drain
 from rag.generate.engine_runner import DecodeRunner
 from rag.generate.engine_scheduler import Request, Scheduler
 
@@ -168,19 +169,14 @@ class DecodeEngine:
         top_p: float,
         seed: int | None,
     ) -> Request:
-        prompt = [int(token) for token in input_ids]
-        if not prompt:
-            raise ConfigError("the prompt is empty: pass at least one token id")
-        if not all(0 <= token < self._vocab for token in prompt):
-            raise ConfigError(f"prompt token ids must be in [0, {self._vocab})")
-        if max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if len(prompt) + max_new_tokens > self.max_len:
-            raise ConfigError(
-                f"prompt ({len(prompt)} tokens) + max_new_tokens ({max_new_tokens}) exceeds the "
-                f"engine's max_len ({self.max_len}): shorten the prompt, lower max_new_tokens "
-                "or build the engine with a larger max_len"
-            )
+        prompt = checked_prompt(
+            input_ids,
+            vocab=self._vocab,
+            max_new_tokens=max_new_tokens,
+            limit=self.max_len,
+            what=f"the engine's max_len ({self.max_len}): shorten the prompt, lower "
+            "max_new_tokens or build the engine with a larger max_len",
+        )
         if temperature < 0 or not 0 < top_p <= 1:
             raise ConfigError(
                 f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}"
@@ -200,18 +196,7 @@ class DecodeEngine:
 
     @staticmethod
     def _drain(request: Request) -> Generator[int, None, None]:
-        try:
-            while True:
-                item = request.out.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise GenerationError(
-                        f"The decode engine failed: {item}. Retry, or run without the engine"
-                    ) from item
-                yield from item
-        finally:
-            request.cancelled = True
+        yield from drain(request, "The decode engine failed (retry, or run without it)")
 
 
 def unsupported_reason(model: Any) -> str | None:

@@ -32,6 +32,8 @@ class OpenAIGenerator(Generator):
     (None: ask the server); ``tokenizer`` a registry model that counts prompts when the server
     cannot (see `rag.generate.remote_tokens`)."""
 
+    engine = "openai"
+
     def __init__(
         self,
         model: str,

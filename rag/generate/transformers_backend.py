@@ -18,26 +18,30 @@ from typing import Any
 
 from rag.errors import ConfigError, GenerationError
 from rag.generate.base import Delta, GenerationConfig, GenerationResult, Generator
+from rag.generate.chat import DEFAULT_SYSTEM as DEFAULT_SYSTEM  # re-exported
+from rag.generate.chat import (
+    MAX_CONTEXT,
+    ChatPrompts,
+    answer_budget,
+    check_local_options,
+    eos_ids,
+    stream_deltas,
+)
 from rag.generate.detokenize import TextStream
 from rag.types import Message
-
-#: Sent when the caller gives no system message: chat templates otherwise inject their own
-#: (Qwen's says "You are Qwen, created by Alibaba Cloud").
-DEFAULT_SYSTEM = "You are a helpful assistant."
-#: Longest prompt + answer we plan for, whatever the model config allows: the KV cache and the
-#: attention cost grow with it, and CPU decoding past a few thousand tokens is impractically slow.
-MAX_CONTEXT = 8192
 
 #: ``decode_steps(prompts, config)``: yields, per step, the next token id of every prompt.
 DecodeSteps = Callable[[Sequence[Sequence[int]], GenerationConfig], Iterator[list[int]]]
 
 
-class TransformersGenerator(Generator):
+class TransformersGenerator(ChatPrompts, Generator):
     """A chat model loaded with transformers from a registry name, a local folder or a hub id.
 
     ``model`` and ``tokenizer`` load on first use (or ``warm_up()``); fine-tuning code reaches
     them there. ``adapter`` is a LoRA folder written by peft; it is merged into the weights.
     """
+
+    engine = "transformers"
 
     def __init__(
         self,
@@ -51,13 +55,7 @@ class TransformersGenerator(Generator):
         device = device or None  # "" (the settings' default) also means "CUDA when present"
         if device is not None and device != "cpu" and not device.startswith("cuda"):
             raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-        if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-            raise ConfigError(
-                f"{adapter} is not a LoRA adapter folder (no adapter_config.json); "
-                "pass the folder `rag finetune` wrote"
-            )
-        if max_context < 16:
-            raise ConfigError(f"max_context must be >= 16, got {max_context}")
+        check_local_options(adapter, max_context)
         self.name = name_or_path
         self.cache_dir = cache_dir
         self.adapter = adapter
@@ -123,10 +121,7 @@ class TransformersGenerator(Generator):
 
             model = PeftModel.from_pretrained(model, str(self.adapter)).merge_and_unload()
         model.to(self.device).eval()
-        eos = model.generation_config.eos_token_id
-        self._eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
-        if tokenizer.eos_token_id is not None:
-            self._eos.add(tokenizer.eos_token_id)
+        self._eos = eos_ids(model.generation_config.eos_token_id, tokenizer)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
@@ -142,60 +137,14 @@ class TransformersGenerator(Generator):
                 engine = DecodeEngine(model, max_batch=8, max_len=self.context_window)
                 self.decode_steps = engine.decode_steps
 
-    # -- prompts -----------------------------------------------------------------------------
-
-    def render(self, messages: Sequence[Message]) -> str:
-        """The prompt text the model sees: the chat template, always with a system message."""
-        chat = [{"role": m.role, "content": m.content} for m in messages]
-        if not chat or chat[0]["role"] != "system":
-            chat.insert(0, {"role": "system", "content": DEFAULT_SYSTEM})
-        tokenizer = self.tokenizer
-        if tokenizer.chat_template:
-            return str(
-                tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-            )
-        # A base model without a template: a plain transcript it can continue.
-        lines = [f"{m['role'].capitalize()}: {m['content']}" for m in chat]
-        return "\n\n".join([*lines, "Assistant:"])
-
-    def encode(self, messages: Sequence[Message]) -> list[int]:
-        return list(self.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"])
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
-        return len(self.encode(messages))
-
     # -- generation --------------------------------------------------------------------------
 
     def stream(self, messages: Sequence[Message], config: GenerationConfig) -> Iterator[Delta]:
         prompt = self.encode(messages)
         budget = self._budget(len(prompt), config)
-        text = TextStream(self.tokenizer, config.stop)
-        produced, finish = 0, "length"
         steps = self.decode_steps([prompt], _with_budget(config, budget))
-        try:
-            for step in steps:
-                token = step[0]
-                produced += 1
-                if token in self._eos:
-                    finish = "stop"
-                    break
-                piece = text.push(token)
-                if piece:
-                    yield Delta(text=piece)
-                if text.stopped:
-                    finish = "stop"
-                    break
-        finally:
-            _close(steps)  # frees the KV cache (or the engine slot) now, not at GC
-        yield Delta(
-            text=text.finish(),
-            finish_reason=finish,
-            prompt_tokens=len(prompt),
-            completion_tokens=produced,
-        )
+        text = TextStream(self.tokenizer, config.stop)
+        yield from stream_deltas(_first_row(steps), text, self._eos, prompt)
 
     def generate_batch(
         self, batch: Sequence[Sequence[Message]], config: GenerationConfig
@@ -247,14 +196,7 @@ class TransformersGenerator(Generator):
         return results
 
     def _budget(self, prompt_tokens: int, config: GenerationConfig) -> int:
-        room = self.context_window - prompt_tokens
-        if room < 1:
-            raise GenerationError(
-                f"The prompt has {prompt_tokens} tokens but {self.name} attends to "
-                f"{self.context_window}: retrieve fewer passages (--k), use fewer examples "
-                "(--shots) or shorten the history"
-            )
-        return min(config.max_new_tokens, room)
+        return answer_budget(self.name, self.context_window, prompt_tokens, config.max_new_tokens)
 
     def _decode_steps(
         self, prompts: Sequence[Sequence[int]], config: GenerationConfig
@@ -309,6 +251,16 @@ def pick_tokens(logits: Any, config: GenerationConfig, rng: Any = None) -> Any:
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
     return torch.multinomial(probs, 1, generator=rng).squeeze(-1)
+
+
+def _first_row(steps: Iterator[list[int]]) -> Iterator[int]:
+    """The tokens of a one-prompt decode; closing it closes the steps (frees the KV cache or
+    the engine slot now, not at garbage collection)."""
+    try:
+        for step in steps:
+            yield step[0]
+    finally:
+        _close(steps)
 
 
 def _close(steps: Iterator[list[int]]) -> None:

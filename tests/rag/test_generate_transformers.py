@@ -40,7 +40,9 @@ def generator(cache_dir: Path) -> Iterator[TransformersGenerator]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     model_folder("smollm2-135m", cache_dir)
-    loaded = load_generator("smollm2-135m", cache_dir=cache_dir, device="cpu")
+    loaded = load_generator(
+        "smollm2-135m", cache_dir=cache_dir, device="cpu", engine="transformers"
+    )
     assert isinstance(loaded, TransformersGenerator)
     loaded.warm_up()
     yield loaded
@@ -137,7 +139,11 @@ def test_lora_adapter_changes_the_output(generator: TransformersGenerator, tmp_p
     lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     get_peft_model(base, lora).save_pretrained(str(tmp_path / "adapter"))
     tuned = load_generator(
-        "smollm2-135m", cache_dir=generator.cache_dir, device="cpu", adapter=tmp_path / "adapter"
+        "smollm2-135m",
+        cache_dir=generator.cache_dir,
+        device="cpu",
+        adapter=tmp_path / "adapter",
+        engine="transformers",
     )
     config = GenerationConfig(max_new_tokens=8)
     assert tuned.generate(SHORT, config).text != generator.generate(SHORT, config).text

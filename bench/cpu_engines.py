@@ -1,0 +1,73 @@
+"""llama-cpp-python's own high-level ``Llama`` behind rag's ``NativeGenerator``, for the bench.
+
+What a user would run instead of rag, on the same GGUF and the same prompt token ids: the
+yardstick for rag's overhead around an engine. Only the engine differs from rag's backends; the
+tokenizer, EOS ids and text handling are rag's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from rag.generate.base import GenerationConfig, GenerationResult
+from rag.generate.native import NativeGenerator
+from rag.types import Message
+
+
+class BareLlamaGenerator(NativeGenerator):
+    engine = "llama-cpp-python Llama"
+
+    def __init__(self, name: str, *, cache_dir: Path, threads: int | None = None) -> None:
+        super().__init__(name, cache_dir=cache_dir)
+        self.threads = threads or len(os.sched_getaffinity(0))
+        self._llama: Any = None
+
+    def warm_up(self) -> None:
+        if self._llama is not None:
+            return
+        import llama_cpp.llama_cpp as low_level
+        from llama_cpp import Llama
+
+        from rag.generate.llamacpp_engine import system_info
+        from rag.models import gguf_path
+
+        if "AMX_INT8 = 1" in system_info():
+            # rag's guard (see LlamaModel): Llama exposes no use_extra_bufts, so its default
+            # params are patched; without this a build with AMX kernels crashes in these VMs.
+            defaults = low_level.llama_model_default_params
+
+            def without_extra_buffers() -> Any:
+                params = defaults()
+                params.use_extra_bufts = False
+                return params
+
+            low_level.llama_model_default_params = without_extra_buffers
+        self._llama = Llama(
+            str(gguf_path(self.name, self.cache_dir)),
+            n_ctx=self.context_window,
+            n_batch=512,
+            n_threads=self.threads,
+            n_threads_batch=self.threads,
+            verbose=False,
+        )
+
+    def _tokens(self, prompt: list[int], budget: int, config: GenerationConfig) -> Iterator[int]:
+        self.warm_up()
+        if config.seed is not None:
+            self._llama.set_seed(config.seed)
+        tokens = self._llama.generate(
+            prompt, temp=config.temperature, top_p=config.top_p, top_k=0, reset=True
+        )
+        for produced, token in enumerate(tokens, 1):
+            yield int(token)
+            if produced >= budget or token in self.eos:
+                return
+
+    def generate_batch(
+        self, batch: Sequence[Sequence[Message]], config: GenerationConfig
+    ) -> list[GenerationResult]:
+        """One after the other: a ``Llama`` holds one sequence (interleaving would mix them)."""
+        return [self.generate(messages, config) for messages in batch]
