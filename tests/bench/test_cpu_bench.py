@@ -38,3 +38,21 @@ def test_small_run_measures_every_engine(tmp_path: Path) -> None:
         assert results[engine]["threads4_tok_s"] > 0
     assert results["transformers"]["agree_f1"] == 1.0
     assert "prefill tok/s" in done.stdout and "ct2 vs transformers" in done.stdout
+
+
+def test_lora_bench_times_an_engine_and_leaves_no_conversion_behind() -> None:
+    cache = Path(os.environ["RAG_TEST_CACHE"])
+    before = sorted((cache / "adapters").glob("*.gguf"))
+    command = ["bench/cpu_lora.py", "--model", "smollm2-135m", "--engines", "llama.cpp"]
+    done = subprocess.run(
+        [sys.executable, *command],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "RAG_CACHE_DIR": str(cache)},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = done.stdout.split("rank-16 LoRA")[1]
+    assert "llama.cpp" in table and "first load s" in table and "answer ms" in table
+    assert sorted((cache / "adapters").glob("*.gguf")) == before
