@@ -7,6 +7,13 @@ from a QA JSONL file, by default the bank corpus's. Needs the corpus fetched and
     rag ingest ~/.cache/rag/corpora/bank/docs --index /tmp/rag-bank-index
     python bench/answer.py --index /tmp/rag-bank-index --n 10
 
+``--bare`` also sends each question's exact prompt (the messages ``ask`` built) straight to the
+generator, the engine call a user without rag would make: the difference from ``ask``, less
+retrieval, is rag's own overhead (template, token budget, citations, streaming). It is not
+timed on llama.cpp, whose prefix cache would hand the second call the prompt the first read
+(`bench/cpu_generate.py` compares it with the bare ``Llama`` on distinct prompts instead).
+``--engines`` runs the same questions on several engines, one after the other, in one run.
+
 Prints figures, never pass/fail. The machine's load average is printed before and after: on
 shared CPUs torch's threads stall when another process is busy, so compare runs only at
 similar load.
@@ -43,13 +50,21 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument(
-        "--engine", default=settings.engine, help="auto, ctranslate2, llama.cpp or transformers"
+        "--engines",
+        "--engine",
+        default=settings.engine,
+        help="comma-separated: auto, ctranslate2, llama.cpp, transformers",
     )
+    parser.add_argument("--bare", action="store_true", help="also time the bare engine call")
     args = parser.parse_args()
+    summaries = [run(args, engine.strip()) for engine in args.engines.split(",") if engine.strip()]
+    print("\n".join(["", *summaries]))
 
-    pipeline = build_pipeline(
-        args.index, args.model, cache_dir=settings.cache_dir, engine=args.engine
-    )
+
+def run(args: argparse.Namespace, engine: str) -> str:
+    """Ask every question with ``engine``; print a row per question; return the summary line."""
+    settings = load_settings()
+    pipeline = build_pipeline(args.index, args.model, cache_dir=settings.cache_dir, engine=engine)
     started = time.perf_counter()
     pipeline.generator.warm_up()
     pipeline.ask("warm-up question", options=AskOptions(retrieval=False, shots=0, max_new_tokens=2))
@@ -59,12 +74,26 @@ def main() -> None:
     options = AskOptions(k=args.k, shots=args.shots, max_new_tokens=args.max_new_tokens)
 
     columns = f"{'retr ms':>8} {'ttft ms':>8} {'tok/s':>6} {'prompt':>6} {'new':>4}"
+    bare_timed = args.bare and pipeline.generator.engine != "llama.cpp"
+    columns += f" {'ask ms':>7} {'bare ms':>7}" if bare_timed else ""
     print(f"{columns} gold@k cited refused  question")
     retrieve, ttft, rates, found, cited, refused = [], [], [], 0, 0, 0
+    asked, overheads = [], []
     for row in load_questions(args.qa, args.n):
         question = str(row["question"])
         gold = {str(d) for d in row.get("doc_ids") or []}
+        t0 = time.perf_counter()
         answer = pipeline.ask(question, options=options)
+        ask_ms = (time.perf_counter() - t0) * 1000
+        asked.append(ask_ms)
+        bare = ""
+        if bare_timed:
+            messages = pipeline.build_messages(question, options=options).messages
+            t0 = time.perf_counter()
+            pipeline.generator.generate(messages, options.generation())
+            bare_ms = (time.perf_counter() - t0) * 1000
+            overheads.append((ask_ms - answer.timings.retrieve_ms - bare_ms) / bare_ms)
+            bare = f" {ask_ms:7.0f} {bare_ms:7.0f}"
         t = answer.timings
         decode_s = (t.total_ms - (t.first_token_ms or t.total_ms)) / 1000
         rate = (answer.completion_tokens - 1) / decode_s if decode_s > 0 else float("nan")
@@ -79,17 +108,22 @@ def main() -> None:
         refused += answer.refused
         print(
             f"{t.retrieve_ms:8.1f} {t.first_token_ms or 0:8.0f} {rate:6.1f} "
-            f"{answer.prompt_tokens:6d} {answer.completion_tokens:4d} {hit!s:>6} {good_cite!s:>5} "
-            f"{answer.refused!s:>7}  {question[:60]}"
+            f"{answer.prompt_tokens:6d} {answer.completion_tokens:4d}{bare} {hit!s:>6} "
+            f"{good_cite!s:>5} {answer.refused!s:>7}  {question[:60]}"
         )
     n = len(retrieve)
     print(f"load average after: {os.getloadavg()}")
-    print(
-        f"median retrieve {statistics.median(retrieve):.1f} ms, "
-        f"median first token {statistics.median(ttft) if ttft else float('nan'):.0f} ms, "
-        f"median decode {statistics.median(rates) if rates else float('nan'):.1f} tok/s; "
-        f"gold document retrieved {found}/{n}, cited {cited}/{n}, refused {refused}/{n}"
+    summary = (
+        f"{pipeline.generator.engine}: median answer {statistics.median(asked):.0f} ms, "
+        f"retrieve {statistics.median(retrieve):.1f} ms, "
+        f"first token {statistics.median(ttft) if ttft else float('nan'):.0f} ms, "
+        f"decode {statistics.median(rates) if rates else float('nan'):.1f} tok/s"
     )
+    if overheads:
+        summary += f", overhead over the bare call {statistics.median(overheads):+.1%}"
+    summary += f"; gold document retrieved {found}/{n}, cited {cited}/{n}, refused {refused}/{n}"
+    print(summary)
+    return summary
 
 
 if __name__ == "__main__":
