@@ -121,21 +121,22 @@ def headline(name: str, out: Path) -> None:
 
 
 def compare_models(name: str, out: Path, other: Path, label: str, other_label: str) -> None:
-    """Per run, this model's F1 minus the other's on the same questions (paired bootstrap)."""
+    """Per run, this model's F1 minus the other's on the same questions: the report's paired
+    statistics (bound-padded t-interval, exact sign-flip p)."""
     from eval.results import ResultsFile
-    from eval.stats import paired_bootstrap
+    from eval.stats import mean_interval, sign_flip_p
 
     if not (other / "results.jsonl").is_file():
         print(f"[{name}] no results of {other_label} in {other}: run it first to compare")
         return
     mine = {(r.run, r.qid): r.f1 for r in ResultsFile(out).rows()}
     theirs = {(r.run, r.qid): r.f1 for r in ResultsFile(other).rows()}
-    print(f"\n== {name}: F1 of {label} minus {other_label}, same questions [95% CI]")
+    print(f"\n== {name}: F1 of {label} minus {other_label}, same questions [95% CI], sign-flip p")
     for run in dict.fromkeys(run for run, _ in mine):
-        pairs = [(f1, theirs[key]) for key, f1 in mine.items() if key[0] == run and key in theirs]
-        if pairs:
-            a, b = zip(*pairs, strict=True)
-            print(f"{run:<14}{paired_bootstrap(a, b).format(signed=True)}")
+        diffs = [f1 - theirs[key] for key, f1 in mine.items() if key[0] == run and key in theirs]
+        if diffs:
+            estimate = mean_interval(diffs, bounds=(-1.0, 1.0))
+            print(f"{run:<14}{estimate.format(signed=True)}  p {sign_flip_p(diffs):.3f}")
 
 
 def arguments(description: str) -> argparse.ArgumentParser:

@@ -43,7 +43,9 @@ def register(app: typer.Typer) -> None:
         ),
         variants: str | None = typer.Option(None, "--variants", help=VARIANTS_HELP),
         limit: int | None = typer.Option(None, "--limit", help="Sample this many questions."),
-        seed: int = typer.Option(0, "--seed", help="Sampling and bootstrap seed."),
+        seed: int = typer.Option(
+            0, "--seed", help="Seed of the question sample and of the tests' random draws."
+        ),
         k: int = typer.Option(5, "--k", help="Passages retrieved per question."),
         mode: str = typer.Option(
             "hybrid",
