@@ -70,9 +70,9 @@ def split_search(retriever: Any, query: str, k: int, mode: str, floor: float | N
             keyword = index.keyword_search(query, wide)
     with clock(times, "floor"):
         cosines = dict(dense)
-        missing = {i for i, _ in keyword if i not in cosines}
+        missing = [i for i, _ in keyword if i not in cosines]
         if vector is not None and floor is not None and missing:
-            cosines.update(index.dense_search(vector, len(missing), missing))
+            cosines.update(index.similarities(vector, missing))
     with clock(times, "fusion"):
         if mode == "hybrid":
             rankings = {"dense": [i for i, _ in dense], "keyword": [i for i, _ in keyword]}
