@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import IndexCorrupt
+from rag.keyword import KeywordSearcher
 from rag.search_index import SearchIndex
 from rag.store_layout import (
     DATABASE,
@@ -38,16 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["CheckReport", "DocumentInfo", "Index", "Manifest"]
 
 _OPEN_ATTEMPTS = 5
-_WORD = re.compile(r"\w+", re.UNICODE)
-#: Words too common to help a keyword match; dropped unless the query has nothing else.
-_STOPWORDS_TEXT = (
-    "a an and are as at be by can do does for from how i in is it my of on or the to was "
-    "what when where which who why will with you your"
-)
-_STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
-_MAX_QUERY_TERMS = 32
-#: Phrases whose row counts an open index remembers (then it starts over).
-_HITS_CACHED = 50_000
 
 _CHUNK_COLUMNS = (
     "c.id, c.doc_id, c.text, c.heading_path, c.page, c.start_char, c.end_char, d.title, d.source"
@@ -94,18 +84,6 @@ class CheckReport:
             "missing_in_sqlite": self.missing_in_sqlite[:100],
             "problems": self.problems,
         }
-
-
-def fts_terms(text: str) -> list[str]:
-    """User text as safe FTS5 phrases: bare words, each quoted, stopwords dropped unless that
-    leaves nothing, at most ``_MAX_QUERY_TERMS``.
-
-    Quotes, operators (AND, NEAR, ``*``, ``:``) and parentheses lose their meaning, so no input
-    can raise a syntax error.
-    """
-    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
-    content = [w for w in words if w not in _STOPWORDS] or words
-    return [f'"{w}"' for w in content[:_MAX_QUERY_TERMS]]
 
 
 def chunk_from_row(row: Sequence[Any]) -> Chunk:
@@ -167,9 +145,7 @@ class Index(SearchIndex):
         self._db = db
         self._vectors = vectors
         self._lock = threading.Lock()
-        #: Rows per FTS5 phrase; a generation never changes, so these never go stale.
-        self._hits: dict[str, int] = {}
-        self._fts_rows: int | None = None
+        self._keyword = KeywordSearcher(self._query)
 
     @staticmethod
     def exists(path: Path) -> bool:
@@ -309,47 +285,11 @@ class Index(SearchIndex):
         self.manifest.require_embedder(dimension=vector.shape[-1], where=self.path)
         return self._vectors.similarities(vector, ids)
 
-    def _phrase_hits(self, phrase: str) -> int:
-        """How many rows FTS5 matches ``phrase`` in (bm25's ``nHit``), cached per generation."""
-        hits = self._hits.get(phrase)
-        if hits is None:
-            sql = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?"
-            hits = int(self._query(sql, (phrase,))[0][0])
-            if len(self._hits) >= _HITS_CACHED:
-                self._hits.clear()
-            self._hits[phrase] = hits
-        return hits
-
-    def _informative(self, terms: list[str]) -> list[str]:
-        """``terms`` less those in half the rows or more, unless that leaves none.
-
-        FTS5's bm25 clamps such a term's idf, log((N - n + 0.5) / (n + 0.5)), to 1e-6, so it adds
-        nothing to a row's score, yet OR-ed in it makes FTS5 score most of the table: on 100k
-        chunks that was a third of the keyword search's time. Leaving it out changes only rows
-        that match nothing else (they scored ~1e-6, last) and ties broken by 1e-6.
-        """
-        if self._fts_rows is None:
-            self._fts_rows = int(self._query("SELECT count(*) FROM chunks_fts")[0][0])
-        kept = [t for t in terms if 2 * self._phrase_hits(t) < self._fts_rows]
-        return kept or terms
-
     def keyword_search(
         self, query: str, k: int, allowed: set[int] | None = None
     ) -> list[tuple[int, float]]:
         """FTS5 bm25 ``(chunk id, score)`` pairs, higher is better; any user text is safe."""
-        terms = fts_terms(query)
-        if not terms or k <= 0 or (allowed is not None and not allowed):
-            return []
-        sql = (
-            "SELECT rowid, bm25(chunks_fts, 1.0, 0.5) AS s FROM chunks_fts WHERE chunks_fts MATCH ?"
-        )
-        params: list[Any] = [" OR ".join(self._informative(terms))]
-        if allowed is not None:
-            sql += " AND rowid IN (SELECT value FROM json_each(?))"
-            params.append(json.dumps(sorted(allowed)))
-        sql += " ORDER BY s LIMIT ?"
-        params.append(k)
-        return [(int(rowid), -float(score)) for rowid, score in self._query(sql, params)]
+        return self._keyword.search(query, k, allowed)
 
     # -- integrity ------------------------------------------------------------------------------
 

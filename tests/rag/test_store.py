@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rag.errors import EmbedderMismatch, IndexCorrupt, IndexNotFound
-from rag.store import Index, fts_terms
+from rag.store import Index
 from rag.store_layout import MANIFEST, VECTORS, Manifest
 from rag.store_write import IndexWriter
 from rag.types import Chunk, Document
@@ -123,25 +123,6 @@ def test_similarities_are_the_cosines_a_filtered_search_gives(index: Index) -> N
         index.similarities(np.zeros(8, dtype=np.float32), ids)
 
 
-def test_a_word_in_half_the_rows_or_more_is_left_out_of_the_match(tmp_path: Path) -> None:
-    """Its bm25 idf is clamped to 1e-6, so the ranking of the other words' rows stays."""
-    docs = {
-        f"d{n}.md": (f"D{n}", [f"Bank statement {n}: {words}."])
-        for n, words in enumerate(
-            ["wire transfer limits", "card fees abroad", "wire fees", "opening hours", "loans"]
-        )
-    }
-    docs["other.md"] = ("Other", ["Wire transfer cut-off times."])
-    index = Index.open(write_index(tmp_path / "idx", docs))
-    with_common = index.keyword_search("bank wire transfer", 10)
-    without = index.keyword_search("wire transfer", 10)
-    assert [i for i, _ in with_common] == [i for i, _ in without]
-    assert [s for _, s in with_common] == pytest.approx([s for _, s in without], abs=1e-4)
-    # Alone, the common word is kept: every row matches it.
-    assert len(index.keyword_search("bank", 10)) == 5
-    assert index._phrase_hits('"bank"') == 5
-
-
 @pytest.mark.parametrize(
     "query",
     ['"', "'", "AND", "leave AND OR NOT", "NEAR(a b)", "days*", "(((", "col:leave", "^x", "",
@@ -149,12 +130,6 @@ def test_a_word_in_half_the_rows_or_more_is_left_out_of_the_match(tmp_path: Path
 )  # fmt: skip
 def test_keyword_search_never_raises_on_user_text(index: Index, query: str) -> None:
     assert isinstance(index.keyword_search(query, 5), list)
-
-
-def test_fts_terms_quotes_every_word_and_drops_stopwords() -> None:
-    assert fts_terms('What is "the" leave AND policy?') == ['"leave"', '"policy"']
-    assert fts_terms("what is it") == ['"what"', '"is"', '"it"']
-    assert fts_terms("?!") == []
 
 
 def test_chunk_ids_matching_globs_ids_and_sources(index: Index) -> None:
