@@ -162,12 +162,14 @@ class FaissIndex(VectorIndex):
         wanted = np.fromiter(ids, dtype=np.int64)
         if len(wanted) == 0 or len(self) == 0:
             return []
-        try:
-            stored = self.vectors(wanted)
-        except RuntimeError:  # an id FAISS does not hold: find which, one by one
-            present = [i for i in wanted if self._holds(int(i))]
-            wanted = np.asarray(present, dtype=np.int64)
-            stored = self.vectors(wanted)
+        # FAISS reconstructs a batch on all its threads: 0.38 ms for 20 vectors, 0.013 on one.
+        with one_thread():
+            try:
+                stored = self.vectors(wanted)
+            except RuntimeError:  # an id FAISS does not hold: find which, one by one
+                present = [i for i in wanted if self._holds(int(i))]
+                wanted = np.asarray(present, dtype=np.int64)
+                stored = self.vectors(wanted)
         scores = stored @ np.asarray(query, dtype=np.float32).reshape(-1)
         return [(int(i), float(s)) for i, s in zip(wanted, scores, strict=True)]
 
