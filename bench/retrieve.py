@@ -1,11 +1,15 @@
 """Retrieval latency per search mode, at the corpus's index and at a scaled one, split by stage.
 
     python bench/retrieve.py [--corpus bank | --docs DIR] [--scale 100000] [--queries 99]
-                             [--repeat 3] [--k 5] [--encoder torch-fp32|onnx-int8] [--json]
+                             [--repeat 3] [--k 5] [--encoder torch-fp32|onnx-int8]
+                             [--vector-index flat --vector-index hnsw] [--json]
 
-Two indexes, both kept under --work and reused: the corpus's own, and a scaled copy padded to
---scale chunks with synthetic ones (texts re-mixed from the corpus's sentences, so FTS5 sees a
-real vocabulary; vectors near the corpus's, so FAISS sees realistic ones). Each query runs
+Indexes kept under --work and reused: the corpus's own, and a scaled copy padded to --scale
+chunks with synthetic ones (texts re-mixed from the corpus's sentences, so FTS5 sees a real
+vocabulary; vectors near the corpus's, so FAISS sees realistic ones), one per --vector-index
+kind (flat, the default, unless named; an HNSW copy takes about a minute to build). The
+re-mixed texts are a worst case for keyword search: each chunk strings 8 of the corpus's
+sentences, so its words are in far more chunks than in a real corpus. Each query runs
 through ``Retriever.search`` as ``Pipeline.search`` calls it (k, the MiniLM relevance floor) and,
 back to back, through the same steps called one by one on the primitives the retriever uses,
 each timed:
@@ -13,7 +17,8 @@ each timed:
     encode   the query vector (skipped in keyword mode only when there is no floor)
     dense    FAISS search for k * pool candidates (k outside hybrid)
     keyword  FTS5 bm25 search for as many
-    floor    the cosines of keyword-only hits, which the relevance floor needs
+    floor    the cosines of keyword-only hits, which the relevance floor needs (dot products
+             with their stored vectors)
     fusion   reciprocal rank fusion, the floor, the cut to k
     fetch    the chunk rows from SQLite
 
@@ -70,9 +75,9 @@ def split_search(retriever: Any, query: str, k: int, mode: str, floor: float | N
             keyword = index.keyword_search(query, wide)
     with clock(times, "floor"):
         cosines = dict(dense)
-        missing = {i for i, _ in keyword if i not in cosines}
+        missing = [i for i, _ in keyword if i not in cosines]
         if vector is not None and floor is not None and missing:
-            cosines.update(index.dense_search(vector, len(missing), missing))
+            cosines.update(index.similarities(vector, missing))
     with clock(times, "fusion"):
         if mode == "hybrid":
             rankings = {"dense": [i for i, _ in dense], "keyword": [i for i, _ in keyword]}
@@ -96,8 +101,9 @@ def build_index(docs: Path, index_dir: Path, embedder: Any) -> Path:
     return index_dir
 
 
-def build_scaled(source: Path, target: Path, scale: int, seed: int = 0) -> Path:
-    """A copy of ``source`` padded with synthetic chunks up to ``scale`` chunks in all."""
+def build_scaled(source: Path, target: Path, scale: int, kind: str, seed: int = 0) -> Path:
+    """A copy of ``source`` padded with synthetic chunks up to ``scale`` chunks in all, its
+    vectors in a ``kind`` index."""
     import numpy as np
 
     from rag.store import Index
@@ -123,7 +129,7 @@ def build_scaled(source: Path, target: Path, scale: int, seed: int = 0) -> Path:
     shutil.copytree(source, partial)
     extra = max(0, scale - len(chunks))
     with IndexWriter(partial) as writer:
-        writer.begin(replace(manifest))
+        writer.begin(replace(manifest, vector_index=kind))
         for number in range(0, extra, PER_DOC):
             count = min(PER_DOC, extra - number)
             texts = [". ".join(draw.sample(sentences, 8)) + "." for _ in range(count)]
@@ -210,6 +216,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
     parser.add_argument("--encoder", choices=("torch-fp32", "onnx-int8"), default=None)
+    parser.add_argument(
+        "--vector-index",
+        action="append",
+        choices=("flat", "hnsw", "ivf"),
+        help="The scaled index's vector index; repeat to compare (default flat).",
+    )
     parser.add_argument("--work", type=Path, default=None, help="Where the indexes are kept.")
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
@@ -233,7 +245,15 @@ def main() -> None:
     embedder.warm_up()
     work = args.work or Path(tempfile.gettempdir()) / "rag-bench-retrieve"
     own = build_index(docs, work / f"{name}-{embedder.encoder}", embedder)
-    scaled = build_scaled(own, work / f"{name}-{embedder.encoder}-{args.scale}", args.scale)
+    scaled = {
+        kind: build_scaled(
+            own,
+            work / f"{name}-{embedder.encoder}-{args.scale}{'' if kind == 'flat' else '-' + kind}",
+            args.scale,
+            kind,
+        )
+        for kind in args.vector_index or ["flat"]
+    }
     queries = load_queries(args, cache_dir, own)
 
     load_before = os.getloadavg()
@@ -245,11 +265,14 @@ def main() -> None:
         "repeat": args.repeat,
         "indexes": {},
     }
-    for label, folder in (("corpus", own), ("scaled", scaled)):
+    folders = [("corpus", own)]
+    folders += [("scaled" if kind == "flat" else f"scaled-{kind}", f) for kind, f in scaled.items()]
+    for label, folder in folders:
         with Index.open(folder) as index:
             retriever = Retriever(index, embedder)
             figures["indexes"][label] = {
                 "chunks": index.chunk_count(),
+                "vector_index": index.manifest.vector_index,
                 "modes": measure(retriever, queries, args, floor),
             }
     figures["load_average_before"] = [round(x, 2) for x in load_before]
@@ -260,7 +283,7 @@ def main() -> None:
     print(f"encoder {figures['encoder']}, k={args.k}, floor {floor}, ", end="")
     print(f"{len(queries)} queries x {args.repeat}; ms, p50 / p95")
     for label, result in figures["indexes"].items():
-        print(f"\n## {label}: {result['chunks']} chunks")
+        print(f"\n## {label}: {result['chunks']} chunks, {result['vector_index']}")
         print("| mode | search | " + " | ".join(PARTS) + " | other (mean) |")
         print("|---" * (len(PARTS) + 3) + "|")
         for mode, row in result["modes"].items():

@@ -157,9 +157,9 @@ class Retriever:
         cosines = dict(dense)
         bm25 = dict(keyword)
         if vector is not None and min_score is not None:
-            missing = {i for i, _ in keyword if i not in cosines}
+            missing = [i for i, _ in keyword if i not in cosines]
             if missing:
-                cosines.update(self.index.dense_search(vector, len(missing), missing))
+                cosines.update(self.index.similarities(vector, missing))
 
         if mode == "hybrid":
             fused = reciprocal_rank_fusion(

@@ -7,7 +7,7 @@ the server hold that one).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -25,6 +25,11 @@ class SearchIndex(Protocol):
         self, vector: np.ndarray, k: int, allowed: set[int] | None = None
     ) -> list[tuple[int, float]]:
         """``(chunk id, cosine)`` pairs, best first, among ``allowed`` ids when given."""
+        ...
+
+    def similarities(self, vector: np.ndarray, ids: Iterable[int]) -> list[tuple[int, float]]:
+        """``(chunk id, cosine)`` of ``vector`` with each of ``ids``' stored vectors, without a
+        search (the relevance floor's cosines for keyword-only hits); absent ids left out."""
         ...
 
     def keyword_search(

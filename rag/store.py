@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import IndexCorrupt
+from rag.keyword import KeywordSearcher
 from rag.search_index import SearchIndex
 from rag.store_layout import (
     DATABASE,
@@ -38,14 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["CheckReport", "DocumentInfo", "Index", "Manifest"]
 
 _OPEN_ATTEMPTS = 5
-_WORD = re.compile(r"\w+", re.UNICODE)
-#: Words too common to help a keyword match; dropped unless the query has nothing else.
-_STOPWORDS_TEXT = (
-    "a an and are as at be by can do does for from how i in is it my of on or the to was "
-    "what when where which who why will with you your"
-)
-_STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
-_MAX_QUERY_TERMS = 32
 
 _CHUNK_COLUMNS = (
     "c.id, c.doc_id, c.text, c.heading_path, c.page, c.start_char, c.end_char, d.title, d.source"
@@ -92,19 +84,6 @@ class CheckReport:
             "missing_in_sqlite": self.missing_in_sqlite[:100],
             "problems": self.problems,
         }
-
-
-def fts_query(text: str) -> str | None:
-    """User text as a safe FTS5 query: bare words, each quoted, OR-ed (bm25 ranks them).
-
-    Quotes, operators (AND, NEAR, ``*``, ``:``) and parentheses lose their meaning, so no input
-    can raise a syntax error.
-    """
-    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
-    content = [w for w in words if w not in _STOPWORDS] or words
-    if not content:
-        return None
-    return " OR ".join(f'"{w}"' for w in content[:_MAX_QUERY_TERMS])
 
 
 def chunk_from_row(row: Sequence[Any]) -> Chunk:
@@ -166,6 +145,7 @@ class Index(SearchIndex):
         self._db = db
         self._vectors = vectors
         self._lock = threading.Lock()
+        self._keyword = KeywordSearcher(self._query)
 
     @staticmethod
     def exists(path: Path) -> bool:
@@ -299,23 +279,17 @@ class Index(SearchIndex):
         self.manifest.require_embedder(dimension=vector.shape[-1], where=self.path)
         return self._vectors.search(vector, k, allowed)
 
+    def similarities(self, vector: np.ndarray, ids: Iterable[int]) -> list[tuple[int, float]]:
+        """``(chunk id, cosine)`` with the stored vectors of ``ids`` (no search); absent ids are
+        left out."""
+        self.manifest.require_embedder(dimension=vector.shape[-1], where=self.path)
+        return self._vectors.similarities(vector, ids)
+
     def keyword_search(
         self, query: str, k: int, allowed: set[int] | None = None
     ) -> list[tuple[int, float]]:
         """FTS5 bm25 ``(chunk id, score)`` pairs, higher is better; any user text is safe."""
-        match = fts_query(query)
-        if match is None or k <= 0 or (allowed is not None and not allowed):
-            return []
-        sql = (
-            "SELECT rowid, bm25(chunks_fts, 1.0, 0.5) AS s FROM chunks_fts WHERE chunks_fts MATCH ?"
-        )
-        params: list[Any] = [match]
-        if allowed is not None:
-            sql += " AND rowid IN (SELECT value FROM json_each(?))"
-            params.append(json.dumps(sorted(allowed)))
-        sql += " ORDER BY s LIMIT ?"
-        params.append(k)
-        return [(int(rowid), -float(score)) for rowid, score in self._query(sql, params)]
+        return self._keyword.search(query, k, allowed)
 
     # -- integrity ------------------------------------------------------------------------------
 

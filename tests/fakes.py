@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -125,6 +125,10 @@ class FakeIndex(SearchIndex):
         ranked = sorted(range(len(self.ids)), key=lambda i: -scores[i])
         out = [(self.ids[i], float(scores[i])) for i in ranked]
         return [(i, s) for i, s in out if allowed is None or i in allowed][:k]
+
+    def similarities(self, vector: np.ndarray, ids: Iterable[int]) -> list[tuple[int, float]]:
+        rows = {chunk_id: row for row, chunk_id in enumerate(self.ids)}
+        return [(i, float(self.vectors[rows[i]] @ vector)) for i in ids if i in rows]
 
     def keyword_search(
         self, query: str, k: int, allowed: set[int] | None = None

@@ -28,7 +28,7 @@ def test_tiny_runs_print_every_figure(tmp_path: Path) -> None:
     scripts = [
         f"bench/ingestion.py --docs {DOCS} --device cpu {common}",
         f"bench/retrieve.py --docs {DOCS} --scale 300 --queries 3 --repeat 2 "
-        f"--work {tmp_path / 'retrieve'} {common}",
+        f"--vector-index flat --vector-index hnsw --work {tmp_path / 'retrieve'} {common}",
         f"bench/embed_quality.py --docs {DOCS} --qa tests/eval/fixtures/qa.jsonl "
         f"--work {tmp_path / 'quality'} {common}",
     ]
@@ -60,6 +60,9 @@ def test_tiny_runs_print_every_figure(tmp_path: Path) -> None:
     retrieve = results["bench/retrieve.py"]
     assert retrieve["indexes"]["corpus"]["chunks"] == 4
     assert retrieve["indexes"]["scaled"]["chunks"] == 300
+    assert retrieve["indexes"]["scaled"]["vector_index"] == "flat"
+    assert retrieve["indexes"]["scaled-hnsw"]["chunks"] == 300
+    assert retrieve["indexes"]["scaled-hnsw"]["vector_index"] == "hnsw"
     for index in retrieve["indexes"].values():
         assert set(index["modes"]) == {"hybrid", "dense", "keyword"}
         hybrid = index["modes"]["hybrid"]

@@ -93,11 +93,21 @@ def test_floor_drops_everything_for_an_uncovered_question() -> None:
     assert hits and all(h.scores["dense"] >= 0.3 for h in hits)
 
 
-def test_floor_looks_up_the_cosine_of_keyword_only_hits() -> None:
+def test_floor_takes_keyword_only_cosines_from_stored_vectors_without_a_search() -> None:
     retriever, index = make_retriever(pool=1)
-    hits = retriever.search("days", k=1, mode="keyword", min_score=-1.0)
-    assert hits and "dense" in hits[0].scores
-    assert any(allowed for _, allowed in index.dense_calls)
+    hits = retriever.search("days", k=3, mode="keyword", min_score=-1.0)
+    assert len(hits) == 3 and index.dense_calls == []
+    # The cosines a filtered dense search over those ids (the old way) gives.
+    vector = retriever.embedder.embed(["days"])[0]
+    searched = dict(index.dense_search(vector, 3, {h.chunk.id for h in hits}))
+    assert {h.chunk.id: h.scores["dense"] for h in hits} == pytest.approx(searched, abs=1e-6)
+
+
+def test_hybrid_with_a_floor_searches_faiss_once() -> None:
+    retriever, index = make_retriever(pool=1)
+    hits = retriever.search("paid leave days receipts", k=4, min_score=-1.0)
+    assert hits and all("dense" in h.scores for h in hits)
+    assert index.dense_calls == [(4, None)]
 
 
 def test_mmr_diversifies_duplicate_passages() -> None:

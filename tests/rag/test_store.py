@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rag.errors import EmbedderMismatch, IndexCorrupt, IndexNotFound
-from rag.store import Index, fts_query
+from rag.store import Index
 from rag.store_layout import MANIFEST, VECTORS, Manifest
 from rag.store_write import IndexWriter
 from rag.types import Chunk, Document
@@ -111,6 +111,18 @@ def test_keyword_search_ranks_with_bm25(index: Index) -> None:
     assert index.keyword_search("cafeteria", 5, allowed=set()) == []
 
 
+def test_similarities_are_the_cosines_a_filtered_search_gives(index: Index) -> None:
+    query = FakeEmbedder().embed_batch(["how many days of paid leave"])[0]
+    ids = sorted(index.chunk_ids_matching())
+    searched = dict(index.dense_search(query, len(ids), set(ids[1:4])))
+    got = index.similarities(query, [ids[3], 999, ids[1], ids[2]])
+    assert [i for i, _ in got] == [ids[3], ids[1], ids[2]]
+    assert dict(got) == pytest.approx(searched, abs=1e-6)
+    assert index.similarities(query, []) == []
+    with pytest.raises(EmbedderMismatch, match="64-d"):
+        index.similarities(np.zeros(8, dtype=np.float32), ids)
+
+
 @pytest.mark.parametrize(
     "query",
     ['"', "'", "AND", "leave AND OR NOT", "NEAR(a b)", "days*", "(((", "col:leave", "^x", "",
@@ -118,12 +130,6 @@ def test_keyword_search_ranks_with_bm25(index: Index) -> None:
 )  # fmt: skip
 def test_keyword_search_never_raises_on_user_text(index: Index, query: str) -> None:
     assert isinstance(index.keyword_search(query, 5), list)
-
-
-def test_fts_query_quotes_every_word_and_drops_stopwords() -> None:
-    assert fts_query('What is "the" leave AND policy?') == '"leave" OR "policy"'
-    assert fts_query("what is it") == '"what" OR "is" OR "it"'
-    assert fts_query("?!") is None
 
 
 def test_chunk_ids_matching_globs_ids_and_sources(index: Index) -> None:

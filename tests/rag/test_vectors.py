@@ -13,6 +13,7 @@ from rag.vectors import (
     FaissIndex,
     load_vector_index,
     new_vector_index,
+    one_thread,
     save_vector_index,
 )
 
@@ -140,3 +141,26 @@ def test_bad_input_is_refused(kind: str, tmp_path: Path) -> None:
 def test_unknown_kind_names_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"Unknown vector index: annoy .*flat, hnsw, ivf"):
         new_vector_index("annoy", DIM)
+
+
+def test_similarities_match_a_filtered_search_and_skip_absent_ids(filled: Filled) -> None:
+    index, ids, _ = filled
+    query = unit_vectors(1, seed=7)[0]
+    wanted = [int(ids[5]), 99_999, int(ids[40]), int(ids[2])]
+    got = index.similarities(query, wanted)
+    assert [i for i, _ in got] == [int(ids[5]), int(ids[40]), int(ids[2])]
+    searched = dict(index.search(query, 3, {int(ids[5]), int(ids[40]), int(ids[2])}))
+    assert dict(got) == pytest.approx(searched, abs=1e-6)
+    assert index.similarities(query, []) == []
+
+
+def test_a_single_query_runs_on_one_thread_and_restores_the_count(filled: Filled) -> None:
+    import faiss
+
+    index, _, vectors = filled
+    before = faiss.omp_get_max_threads()
+    with one_thread():
+        assert faiss.omp_get_max_threads() == 1
+    assert faiss.omp_get_max_threads() == before
+    index.search(vectors[0], 3)
+    assert faiss.omp_get_max_threads() == before
