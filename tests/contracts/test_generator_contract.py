@@ -8,12 +8,15 @@ Adding an implementation is one entry in ``GENERATORS``: a name and a context ma
 yields a ready generator (greedy decoding must be deterministic) and cleans up after it, e.g.
 
     @contextmanager
-    def llama_cpp_smollm2() -> Iterator[Generator]:
-        generator = load_generator("smollm2-135m", cache_dir=..., engine="llama.cpp")
+    def my_backend() -> Iterator[Generator]:
+        generator = MyGenerator("smollm2-135m", ...)
         generator.warm_up()
         yield generator
 
-    GENERATORS = {..., "llama.cpp-smollm2": llama_cpp_smollm2}
+    GENERATORS = {..., "my-backend": my_backend}
+
+Every local engine runs here on the real smollm2 (``local_smollm2``), as do the OpenAI client
+against our own server and against llama.cpp's.
 
 A backend that needs a device this machine lacks calls ``pytest.skip`` in its context manager.
 """
@@ -50,7 +53,8 @@ def scripted() -> Iterator[Generator]:
 
 
 @contextmanager
-def transformers_smollm2() -> Iterator[Generator]:
+def local_smollm2(engine: str) -> Iterator[Generator]:
+    """smollm2-135m on a local engine (transformers float32, CTranslate2 int8, llama.cpp)."""
     import torch
 
     from rag.generate import load_generator
@@ -60,8 +64,9 @@ def transformers_smollm2() -> Iterator[Generator]:
     torch.set_num_threads(1)  # a second busy process stalls torch's spinning threads
     try:
         generator = load_generator(
-            "smollm2-135m", cache_dir=load_settings().cache_dir, device="cpu"
+            "smollm2-135m", cache_dir=load_settings().cache_dir, device="cpu", engine=engine
         )
+        assert generator.engine == engine
         generator.warm_up()
         yield generator
     finally:
@@ -100,7 +105,9 @@ def openai_against_llama_cpp_server() -> Iterator[Generator]:
 
 GENERATORS: dict[str, Callable[[], AbstractContextManager[Generator]]] = {
     "scripted": scripted,
-    "transformers-smollm2": transformers_smollm2,
+    "transformers-smollm2": lambda: local_smollm2("transformers"),
+    "ctranslate2-smollm2": lambda: local_smollm2("ctranslate2"),
+    "llama.cpp-smollm2": lambda: local_smollm2("llama.cpp"),
     "openai-rag-serve": openai_against_rag_serve,
     "openai-llama-cpp-server": openai_against_llama_cpp_server,
 }
