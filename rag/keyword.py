@@ -10,7 +10,10 @@ Two exact savings, both from bm25's own formula, which FTS5 computes as
 with ``n`` the rows the phrase matches, ``N`` the rows in all, ``k1 = 1.2``:
 
 - a phrase in half the rows or more has its idf clamped to 1e-6: it adds nothing to a score, so
-  it is left out of the match (unless the query has nothing else);
+  when the other phrases alone fill the top ``k``, those rows are the top ``k`` and the common
+  phrase is left out of the match; when they do not (a small index, where every word is in half
+  the rows, or a query of common words), the full query runs, so a row holding only common
+  phrases is still found;
 - each phrase adds less than ``idf * (k1 + 1)``, so a row holding only common phrases (in more
   than a fifth of the rows) scores below the sum of those bounds; when ``k`` rows holding a rarer
   phrase score above it, they are the top ``k``, and the rows with only common phrases are never
@@ -97,12 +100,18 @@ class KeywordSearcher:
         if not terms or k <= 0 or (allowed is not None and not allowed):
             return []
         rows = self.rows()
-        terms = [t for t in terms if 2 * self.phrase_hits(t) < rows] or terms
         only = None if allowed is None else json.dumps(sorted(allowed))
-        found = self._rarer_first(terms, k, only)
-        if found is None:
-            found = self._bm25(" OR ".join(terms), k, only)
+        useful = [t for t in terms if 2 * self.phrase_hits(t) < rows]
+        found: Rows = []
+        if useful and len(useful) < len(terms):
+            found = self._ranked(useful, k, only)
+        if len(found) < k:
+            found = self._ranked(terms, k, only)
         return [(rowid, -score) for rowid, score in found]
+
+    def _ranked(self, terms: list[str], k: int, only: str | None) -> Rows:
+        found = self._rarer_first(terms, k, only)
+        return found if found is not None else self._bm25(" OR ".join(terms), k, only)
 
     def _rarer_first(self, terms: list[str], k: int, only: str | None) -> Rows | None:
         """The top ``k`` from the rows holding a rarer phrase, or None when that is not provably

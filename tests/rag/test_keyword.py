@@ -63,11 +63,22 @@ def test_the_top_k_is_the_full_or_querys(index: Index, text: str, k: int) -> Non
     assert [s for _, s in got] == pytest.approx([s for _, s in want], rel=1e-9)
 
 
-def test_a_word_in_half_the_rows_or_more_is_left_out_unless_alone(index: Index) -> None:
-    assert [i for i, _ in index.keyword_search("bank swift", 10)] == [
-        i for i, _ in index.keyword_search("swift", 10)
-    ]
+def test_a_word_in_half_the_rows_or_more_is_left_out_only_while_the_others_fill_k(
+    index: Index,
+) -> None:
+    swift = [i for i, _ in index.keyword_search("swift", 3)]
+    assert [i for i, _ in index.keyword_search("bank swift", 3)] == swift
+    # Past the 3 "swift" rows only "bank" rows are left: the full query ranks them after.
+    ten = [i for i, _ in index.keyword_search("bank swift", 10)]
+    assert ten[:3] == swift and len(ten) == 10
     assert len(index.keyword_search("bank", 100)) == 60
+
+
+def test_in_a_two_row_index_a_word_still_finds_its_row(tmp_path: Path) -> None:
+    """Every word of a two-row index is in half its rows: none may be dropped for it."""
+    docs = {"a.md": ("A", ["The Normans settled in Normandy."]), "b.md": ("B", ["Lakes."])}
+    with Index.open(write_index(tmp_path / "two", docs)) as two:
+        assert len(two.keyword_search("Where did the Normans settle?", 5)) == 1
 
 
 def test_rows_with_only_common_words_are_skipped_only_when_provably_out(index: Index) -> None:
