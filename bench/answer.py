@@ -57,14 +57,14 @@ def main() -> None:
     )
     parser.add_argument("--bare", action="store_true", help="also time the bare engine call")
     args = parser.parse_args()
-    summaries = [run(args, engine.strip()) for engine in args.engines.split(",") if engine.strip()]
+    engines = [engine.strip() for engine in args.engines.split(",") if engine.strip()]
+    summaries = [run(args, engine, settings.cache_dir) for engine in engines]
     print("\n".join(["", *summaries]))
 
 
-def run(args: argparse.Namespace, engine: str) -> str:
+def run(args: argparse.Namespace, engine: str, cache_dir: Path) -> str:
     """Ask every question with ``engine``; print a row per question; return the summary line."""
-    settings = load_settings()
-    pipeline = build_pipeline(args.index, args.model, cache_dir=settings.cache_dir, engine=engine)
+    pipeline = build_pipeline(args.index, args.model, cache_dir=cache_dir, engine=engine)
     started = time.perf_counter()
     pipeline.generator.warm_up()
     pipeline.ask("warm-up question", options=AskOptions(retrieval=False, shots=0, max_new_tokens=2))

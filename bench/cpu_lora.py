@@ -48,14 +48,12 @@ def make_adapter(model: str, cache_dir: Path, folder: Path, seed: int) -> Path:
 
 def forget_conversions(model: str, cache_dir: Path, adapter: Path) -> None:
     """Remove what the engines converted from this run's adapter (it is never used again)."""
-    from rag.generate.ct2_convert import adapter_digest
-    from rag.generate.lora_gguf import converted_adapter
+    from rag.generate.ct2_convert import ct2_path
+    from rag.generate.lora_gguf import adapter_gguf_path
     from rag.models import gguf_path
 
-    shutil.rmtree(cache_dir / "ct2" / f"{model}-int8-lora-{adapter_digest(adapter)}", True)
-    target = cache_dir / "adapters"
-    if target.is_dir() and any(target.glob("*.gguf")):
-        converted_adapter(adapter, gguf_path(model, cache_dir), cache_dir).unlink(missing_ok=True)
+    shutil.rmtree(ct2_path(model, cache_dir, adapter), ignore_errors=True)
+    adapter_gguf_path(adapter, gguf_path(model, cache_dir), cache_dir).unlink(missing_ok=True)
 
 
 def time_engine(engine: str, model: str, cache_dir: Path, adapter: Path) -> dict[str, float]:

@@ -27,8 +27,7 @@ def ct2_folder(name: str, cache_dir: Path, adapter: Path | None = None) -> Path:
     from rag.models import get_spec, gguf_path, tokenizer_folder
 
     spec = get_spec(name)
-    label = f"{name}-int8" if adapter is None else f"{name}-int8-lora-{adapter_digest(adapter)}"
-    folder = cache_dir / "ct2" / label
+    folder = ct2_path(name, cache_dir, adapter)
     if (folder / MARKER).is_file():
         return folder
     gguf = gguf_path(name, cache_dir)
@@ -45,6 +44,12 @@ def ct2_folder(name: str, cache_dir: Path, adapter: Path | None = None) -> Path:
         )
 
     return publish_folder(spec, folder, build)
+
+
+def ct2_path(name: str, cache_dir: Path, adapter: Path | None = None) -> Path:
+    """Where ``ct2_folder`` keeps model ``name`` (with ``adapter`` merged), converted or not."""
+    label = f"{name}-int8" if adapter is None else f"{name}-int8-lora-{adapter_digest(adapter)}"
+    return cache_dir / "ct2" / label
 
 
 def adapter_digest(adapter: Path) -> str:

@@ -43,17 +43,22 @@ def unsupported_reason(adapter: Path) -> str | None:
     return None
 
 
-def converted_adapter(adapter: Path, base_gguf: Path, cache_dir: Path) -> Path:
-    """The GGUF version of ``adapter`` for ``base_gguf``, converted once (cached by content)."""
-    reason = unsupported_reason(adapter)
-    if reason:
-        raise ConfigError(f"llama.cpp cannot apply the adapter {adapter}: {reason}")
+def adapter_gguf_path(adapter: Path, base_gguf: Path, cache_dir: Path) -> Path:
+    """Where ``adapter`` converted for ``base_gguf`` is cached (named by their content)."""
     digest = hashlib.sha256()
     for name in ("adapter_config.json", *_WEIGHTS):
         if (adapter / name).is_file():
             digest.update(name.encode() + b"\0" + (adapter / name).read_bytes())
     digest.update(str(base_gguf.resolve()).encode())
-    target = cache_dir / "adapters" / f"{digest.hexdigest()[:20]}.gguf"
+    return cache_dir / "adapters" / f"{digest.hexdigest()[:20]}.gguf"
+
+
+def converted_adapter(adapter: Path, base_gguf: Path, cache_dir: Path) -> Path:
+    """The GGUF version of ``adapter`` for ``base_gguf``, converted once (cached by content)."""
+    reason = unsupported_reason(adapter)
+    if reason:
+        raise ConfigError(f"llama.cpp cannot apply the adapter {adapter}: {reason}")
+    target = adapter_gguf_path(adapter, base_gguf, cache_dir)
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
