@@ -25,11 +25,15 @@ import math
 import sqlite3
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from rag.errors import IndexCorrupt
 from rag.store_layout import FTS_TOKENIZE
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: FTS5's bm25 constants (fts5_aux.c).
 BM25_K1 = 1.2
@@ -37,10 +41,21 @@ BM25_B = 0.75
 #: The weight of each FTS5 column (text, headings) in a phrase's frequency.
 WEIGHTS = (1.0, 0.5)
 _COLUMNS = ("text", "headings")
+#: A phrase in 1/LATER of the rows or more is added last, to the rows that can reach the top k.
+LATER = 2
 #: Words whose FTS5 tokens a tokenizer remembers (then it starts over).
 _TOKENS_CACHED = 50_000
 
 Rows = list[tuple[int, float]]
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A query phrase's postings (``start:end`` in the arrays) and its idf."""
+
+    start: int
+    end: int
+    idf: float
 
 
 def idf(hits: int, rows: int) -> float:
@@ -183,23 +198,73 @@ class Postings:
             return None
         if not len(self.rowids):
             return []
-        scores = np.zeros(len(self.rowids))
+        phrases = []
         for (token,) in tokens:
             term = self._terms.get(token)
-            if term is None:
-                continue
-            start, end = int(self.offsets[term]), int(self.offsets[term + 1])
-            weight = idf(end - start, self.count)
-            scores[self.rows[start:end]] += weight * self.impact[start:end]
-        if allowed is None:
-            found = np.flatnonzero(scores)
-        else:
-            wanted = np.fromiter(allowed, dtype=np.int64, count=len(allowed))
-            at = np.searchsorted(self.rowids, wanted).clip(0, max(len(self.rowids) - 1, 0))
-            found = at[(self.rowids[at] == wanted) & (scores[at] > 0)] if len(at) else at
+            if term is not None:
+                start, end = int(self.offsets[term]), int(self.offsets[term + 1])
+                phrases.append(Phrase(start, end, idf(end - start, self.count)))
+        within = None
+        if allowed is not None:
+            wanted = np.sort(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
+            at = np.searchsorted(self.rowids, wanted).clip(0, len(self.rowids) - 1)
+            within = at[self.rowids[at] == wanted]
+        # A phrase in half the rows or more adds at most 1e-6 * (k1 + 1) (its idf is clamped):
+        # the rows that can be in the top k are found without it, then scored in full.
+        common = [p for p in phrases if LATER * (p.end - p.start) >= self.count]
+        bound = (BM25_K1 + 1) * sum(p.idf for p in common)
+        if common and len(common) < len(phrases):
+            found = self._top(phrases, [p for p in phrases if p not in common], k, within, bound)
+            if found is not None:
+                return found
+        found = self._top(phrases, phrases, k, within, 0.0)
+        assert found is not None  # with nothing left out there is no bound to fail
+        return found
+
+    def _top(
+        self,
+        phrases: list[Phrase],
+        scored: list[Phrase],
+        k: int,
+        within: np.ndarray | None,
+        bound: float,
+    ) -> Rows | None:
+        """The top ``k`` by ``phrases``, among the rows that ``scored`` (the phrases but some
+        adding at most ``bound`` in all) ranks within ``bound`` of its k-th; None when a row
+        matching only the others could be in the top k."""
+        import numpy as np
+
+        scores = np.zeros(len(self.rowids))
+        for p in scored:
+            scores[self.rows[p.start : p.end]] += p.idf * self.impact[p.start : p.end]
+        found = np.flatnonzero(scores) if within is None else within[scores[within] > 0]
+        values = scores[found]
+        if bound:
+            if len(found) < k:
+                return None
+            kth = float(-np.partition(-values, k - 1)[k - 1])
+            # A margin far above rounding: a row left out scores below the k-th for sure.
+            floor = kth - bound - 1e-9 * kth
+            if floor <= 0:
+                return None
+            found = found[values >= floor]
+            values = self._scores(found, phrases)
         if len(found) > k:
-            kth = -np.partition(-scores[found], k - 1)[k - 1]
-            found = found[scores[found] >= kth]
-        order = np.lexsort((self.rowids[found], -scores[found]))[:k]
-        best = found[order]
-        return list(zip(self.rowids[best].tolist(), scores[best].tolist(), strict=True))
+            kth = float(-np.partition(-values, k - 1)[k - 1])
+            keep = values >= kth
+            found, values = found[keep], values[keep]
+        order = np.lexsort((self.rowids[found], -values))[:k]
+        return list(zip(self.rowids[found[order]].tolist(), values[order].tolist(), strict=True))
+
+    def _scores(self, found: np.ndarray, phrases: list[Phrase]) -> np.ndarray:
+        """The scores of the rows at positions ``found`` (ascending), phrase by phrase in order
+        (as FTS5 adds them: the same bits as scoring every row)."""
+        import numpy as np
+
+        scores = np.zeros(len(found))
+        for p in phrases:
+            rows = self.rows[p.start : p.end]
+            at = np.searchsorted(rows, found).clip(0, len(rows) - 1)
+            hit = rows[at] == found
+            scores[hit] += p.idf * self.impact[p.start + at[hit]]
+        return scores

@@ -182,3 +182,36 @@ def test_postings_load_checks_themselves(index: Index, tmp_path: Path) -> None:
     np.savez(broken, **arrays)
     with pytest.raises(IndexCorrupt, match="rebuild"):
         Postings(broken, Tokenizer())
+
+
+@pytest.mark.parametrize("text", ["bank swift", "bank account fees swift", "bank", "bank loan"])
+@pytest.mark.parametrize("k", [1, 3, 10, 100])
+def test_words_in_half_the_rows_are_added_last_and_change_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, k: int
+) -> None:
+    """ "bank" is in every row: the top k is found without it, then scored in full; when its
+    rows could reach the top k (fewer rows hold another word), every row is scored."""
+    draw = random.Random(5)
+    docs = {
+        f"d{n:02d}.md": (
+            f"D{n}",
+            [" ".join(["bank", *draw.sample(VOCABULARY, 4), *(["swift"] if n % 20 == 0 else [])])],
+        )
+        for n in range(60)
+    }
+    with Index.open(write_index(tmp_path / "idx", docs)) as index:
+        postings = index._keyword.postings()
+        assert postings is not None
+        rescored: list[int] = []
+        real = Postings._scores
+
+        def spy(self: Postings, found: object, phrases: object) -> object:
+            rescored.append(len(found))  # type: ignore[arg-type]
+            return real(self, found, phrases)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Postings, "_scores", spy)
+        assert index.keyword_search(text, k) == reference(index, text, k)
+        if text == "bank swift" and k <= 3:
+            assert rescored and rescored[0] <= 3  # only the "swift" rows were scored in full
+        if text == "bank swift" and k > 3:
+            assert not rescored  # the 3 "swift" rows cannot fill k: every row scored
