@@ -126,10 +126,11 @@ class Retriever:
         self._helper_lock = threading.Lock()
 
     def _keyword_beside(self, query: str, k: int, allowed: set[int] | None) -> Future[Hits]:
-        """``index.keyword_search`` started on the helper thread (made on first use)."""
+        """``index.keyword_search`` started on a helper thread (the pool is made on first use;
+        concurrent searches, a server's, each get a thread up to the pool's default size)."""
         with self._helper_lock:
             if self._helper is None:
-                self._helper = ThreadPoolExecutor(1, thread_name_prefix="rag-keyword")
+                self._helper = ThreadPoolExecutor(thread_name_prefix="rag-keyword")
         return self._helper.submit(self.index.keyword_search, query, k, allowed)
 
     def _embed_query(self, query: str) -> np.ndarray:
