@@ -140,7 +140,9 @@ class Tokenizer:
 
     def tokens(self, words: Sequence[str]) -> list[tuple[str, ...]]:
         """Each word's tokens, in order."""
-        new = [w for w in dict.fromkeys(words) if w not in self._known]
+        # Read through a local dict: another thread may clear the shared one meanwhile.
+        known = {w: t for w in words if (t := self._known.get(w)) is not None}
+        new = [w for w in dict.fromkeys(words) if w not in known]
         if new:
             with self._lock:
                 self._db.executemany(
@@ -151,10 +153,12 @@ class Tokenizer:
                 for doc, term in self._db.execute(rows):
                     found[doc].append(term)
                 self._db.execute("DELETE FROM words")
-            if len(self._known) >= _TOKENS_CACHED:
-                self._known.clear()
-            self._known.update({w: tuple(found[n]) for n, w in enumerate(new, 1)})
-        return [self._known[w] for w in words]
+                if len(self._known) >= _TOKENS_CACHED:
+                    self._known.clear()
+                fresh = {w: tuple(found[n]) for n, w in enumerate(new, 1)}
+                self._known.update(fresh)
+            known.update(fresh)
+        return [known[w] for w in words]
 
 
 class Postings:

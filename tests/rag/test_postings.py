@@ -35,6 +35,8 @@ QUERIES = [
     "nothingmatcheshere",
     'quote" AND (card OR NEAR loan*) col:umn',
     "monthly bonus limit savings rate branch overdraft loan card wire",
+    "漢字 ñandú 🙂 Ωmega",
+    "wire" + "x" * 5000,
 ]
 
 
@@ -76,7 +78,8 @@ def test_allowed_ids_give_fts5s_ranking_among_them(index: Index, text: str) -> N
     assert index.keyword_search(text, 7, allowed) == restricted(index, text, 7, allowed)
 
 
-def test_query_words_get_fts5s_tokens() -> None:
+def test_query_words_get_fts5s_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("rag.postings._TOKENS_CACHED", 2)  # forgets as it goes
     tokenizer = Tokenizer()
     assert tokenizer.tokens(["referring", "Café", "zürich", "foo_bar", "x"]) == [
         ("refer",),
