@@ -251,7 +251,7 @@ def main() -> None:
     parser.add_argument(
         "--vector-index",
         action="append",
-        choices=("flat", "hnsw", "ivf"),
+        choices=("flat", "flat-fp16", "hnsw", "ivf"),
         help="The scaled index's vector index; repeat to compare (default flat).",
     )
     parser.add_argument(
