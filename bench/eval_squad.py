@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from eval.evaluate import K_SWEEP, SWEEP, EvalRequest, evaluate
+from eval.evaluate import K_SWEEP, SWEEP, EvalRequest, evaluate, parse_variants
 from eval.finetune import FinetuneRequest, finetune
 from eval.lora import TrainConfig
 from eval.qa import load_qa, sample, write_qa_jsonl
@@ -163,6 +163,9 @@ def arguments(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--with-context", action="store_true", help="RAFT-style adapter")
     parser.add_argument("--no-sweep", action="store_true", help="no demonstrations or k sweep")
     parser.add_argument(
+        "--variants", default=None, help="comma-separated subset (default: all the report's)"
+    )
+    parser.add_argument(
         "--demos-from-qa", type=int, default=32, help="demonstrations from unevaluated questions"
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
@@ -191,6 +194,7 @@ def eval_request(
         seed=args.seed,
         k=args.k,
         shots=args.shots,
+        variants=parse_variants(args.variants),
         sweep=() if args.no_sweep else SWEEP,
         k_sweep=() if args.no_sweep else K_SWEEP,
         target=args.target,
@@ -200,6 +204,13 @@ def eval_request(
         smoke=args.smoke,
         engine=args.engine,
     )
+
+
+def report_dir(args: argparse.Namespace, name: str, limit: int) -> Path:
+    """Where the decision report of QA set ``name`` goes (``args.engine`` resolved); the
+    validation of generated sets (bench/qa_validate.py) reuses it as its human side."""
+    smoke = "-smoke" if args.smoke else ""
+    return args.work / name / f"report-{args.model}-{args.engine}-{limit}{smoke}"
 
 
 def use_threads(threads: int) -> None:
@@ -215,15 +226,14 @@ def main() -> None:
     use_threads(args.threads)
     from rag.generate import choose_engine
 
-    engine = args.engine = choose_engine(args.engine, args.model)[0]
+    args.engine = choose_engine(args.engine, args.model)[0]
     print(f"load average before: {os.getloadavg()}")
     started = time.perf_counter()
     for name in [n.strip() for n in args.sets.split(",") if n.strip()]:
         limit = args.limit or LIMITS.get(name, 200)
         index = prepare_index(name, args.work, settings.cache_dir)
         adapter = train_adapter(name, limit, args, args.work, settings.cache_dir, index)
-        smoke = "-smoke" if args.smoke else ""
-        out = args.work / name / f"report-{args.model}-{engine}-{limit}{smoke}"
+        out = report_dir(args, name, limit)
         set_started = time.perf_counter()
         evaluate(eval_request(args, name, index, out, adapter, limit), cache_dir=settings.cache_dir)
         print(f"[{name}] evaluated in {time.perf_counter() - set_started:.0f} s")

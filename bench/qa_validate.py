@@ -1,12 +1,13 @@
 """Do generated questions lead to the decision human questions do? SQuAD and the bank FAQ.
 
-For each corpus: the index, the human QA sample and the LoRA adapter exactly as
-`bench/eval_squad.py` makes them (same --work folder, so they are shared); then `rag qa generate`
-over the same index, restricted to the documents the human sample asks about (as many questions
-as the sample plus the demonstrations drawn from unevaluated ones, no unanswerable ones: the
-human sets have none); generated questions that near-duplicate the adapter's training questions
-(the leakage check would refuse them) or a human question (the bank's FAQ documents hold their
-own questions: a copy would make the sets agree by construction) are left out; then the decision
+For each corpus: the index, the human QA sample, the LoRA adapter and the decision report on the
+human sample exactly as `bench/eval_squad.py` makes them (same --work folder, so they are shared:
+run the bench first and nothing is evaluated twice); then `rag qa generate` over the same index,
+restricted to the documents the human sample asks about (as many questions as the sample plus
+the demonstrations drawn from unevaluated ones, no unanswerable ones: the human sets have none);
+generated questions that near-duplicate the adapter's training questions (the leakage check
+would refuse them) or a human question (the bank's FAQ documents hold their own questions: a
+copy would make the sets agree by construction) are left out; then the decision
 report on both sets with the same settings, and the comparison (`eval/qa_agreement.py`):
 per-variant F1 on each, Kendall tau of the variants' orderings, the fine-tune verdicts, the
 recommended settings, and whether generated questions are easier or harder, paired by variant.
@@ -37,6 +38,7 @@ from bench.eval_squad import (
     arguments,
     eval_request,
     prepare_index,
+    report_dir,
     train_adapter,
     use_threads,
 )
@@ -56,6 +58,9 @@ def main() -> None:
     parser.add_argument("--max-tries", type=float, default=3.0, help="generation candidates")
     args = parser.parse_args()
     use_threads(args.threads)
+    from rag.generate import choose_engine
+
+    args.engine = choose_engine(args.engine, args.model)[0]
     settings = load_settings()
     print(f"load average before: {os.getloadavg()}")
     started = time.perf_counter()
@@ -102,7 +107,12 @@ def validate(
         )
     work = args.work / name / f"validate-{args.model}-{limit}{'-smoke' if args.smoke else ''}"
     reports = {}
-    runs = {"human": (name, work / "human"), "generated": (str(generated), work / generated.stem)}
+    # The human side is the decision bench's own report: run bench/eval_squad.py first with the
+    # same settings and it is not evaluated twice.
+    runs = {
+        "human": (name, report_dir(args, name, limit)),
+        "generated": (str(generated), work / generated.stem),
+    }
     for label, (qa, out) in runs.items():
         clock = time.perf_counter()
         request = eval_request(args, qa, index, out, adapter, limit)
