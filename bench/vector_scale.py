@@ -1,4 +1,4 @@
-"""When to leave the flat FAISS index: flat vs IVF vs HNSW at 100k and 1M vectors.
+"""When to leave the flat FAISS index: flat vs flat-fp16 vs IVF vs HNSW at 100k and 1M vectors.
 
     python bench/vector_scale.py                       # 100k and 1M (needs ~5 GB free)
     python bench/vector_scale.py --sizes 100000 --queries 2000 --json
@@ -42,7 +42,7 @@ SPREAD = 1.0
 #: Norm of the perturbation that makes a query from a data point.
 QUERY_NOISE = 0.8
 K = 10
-KINDS = ("flat", "ivf", "hnsw")
+KINDS = ("flat", "flat-fp16", "ivf", "hnsw")
 
 
 def make_vectors(n: int, seed: int, chunk: int = 100_000) -> Any:
@@ -141,7 +141,7 @@ def _line(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     flat = next(r for r in rows if r["kind"] == "flat" and r["vectors"] == row["vectors"])
     speedup = flat["p50_ms"] / row["p50_ms"] if row["p50_ms"] else float("nan")
     return (
-        f"{row['vectors']:>9,} {row['kind']:<5} build {row['build_s']:>8.2f} s  "
+        f"{row['vectors']:>9,} {row['kind']:<9} build {row['build_s']:>8.2f} s  "
         f"index {row['index_mb']:>8.1f} MB  p50 {row['p50_ms']:>8.3f} ms  "
         f"p95 {row['p95_ms']:>8.3f} ms  recall@{K} {row[f'recall@{K}']:.4f}  "
         f"x{speedup:.1f} vs flat p50  (cosine 1st {row['cos_1st']:.2f}, {K}th "

@@ -61,7 +61,9 @@ def register(app: typer.Typer) -> None:
             None, "--overlap", help="Tokens repeated where a paragraph is cut (new index: 32)."
         ),
         vector_index: str | None = typer.Option(
-            None, "--vector-index", help="flat (exact, default), hnsw or ivf (large corpora)."
+            None,
+            "--vector-index",
+            help="flat (exact, default), flat-fp16 (half the bytes), hnsw or ivf (large corpora).",
         ),
         json_field: str = typer.Option(
             "text", "--json-field", help="The text field of JSON/JSONL records."

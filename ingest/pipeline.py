@@ -22,7 +22,7 @@ from ingest.loaders import SourceFile, discover
 from rag.errors import Cancelled, ConfigError, InputError
 from rag.models import DEFAULT_EMBEDDER
 from rag.store import DocumentInfo, read_documents
-from rag.store_layout import Manifest, not_found
+from rag.store_layout import POSTINGS, Manifest, not_found
 from rag.store_write import IndexWriter
 from rag.types import Chunk, Document
 
@@ -232,7 +232,9 @@ def ingest_paths(
         documents = _unique(files, outcomes, summary)
         plan = _plan(files, documents, stored, options.prune)
         converting = old is not None and old.vector_index != manifest.vector_index
-        if not (plan.new or plan.changed or plan.remove or converting or old is None):
+        # An index written before the keyword postings gets them by a commit with no change.
+        upgrading = writer.live is not None and not (index_dir / writer.live / POSTINGS).is_file()
+        if not (plan.new or plan.changed or plan.remove or converting or upgrading or old is None):
             summary.unchanged = plan.unchanged
             summary.chunks = sum(d.chunks for d in stored.values())
             summary.seconds = time.perf_counter() - started

@@ -19,15 +19,21 @@ with ``n`` the rows the phrase matches, ``N`` the rows in all, ``k1 = 1.2``:
   phrase score above it, they are the top ``k``, and the rows with only common phrases are never
   scored. The rows holding a rarer phrase are found in two queries (with and without a common
   phrase) that still name every phrase, so each row's score is the one the full query gives.
+
+An index whose generation holds keyword postings (``rag.postings``) skips FTS5 altogether: the
+full OR query's scores come from numpy, the same to the last bit, in a fraction of the time.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
+import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
+
+from rag.postings import BM25_K1, WEIGHTS, Postings, Tokenizer, idf
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 #: Words too common to help a keyword match; dropped unless the query has nothing else.
@@ -39,12 +45,11 @@ _STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 _MAX_QUERY_TERMS = 32
 #: Phrases whose row counts a searcher remembers (then it starts over).
 _HITS_CACHED = 50_000
-#: FTS5's bm25 constant k1 (fts5_aux.c); a phrase adds less than idf * (k1 + 1) to a score.
-BM25_K1 = 1.2
 #: A phrase in more than 1/COMMON of the rows is common: rows holding only such are scored last.
+#: (A phrase adds less than idf * (k1 + 1) to a score.)
 COMMON = 5
 #: bm25 with the text column at full weight and the headings at half.
-_BM25 = "bm25(chunks_fts, 1.0, 0.5)"
+_BM25 = f"bm25(chunks_fts, {WEIGHTS[0]}, {WEIGHTS[1]})"
 
 Rows = list[tuple[int, float]]
 Query = Callable[[str, Sequence[Any]], list[Any]]
@@ -62,21 +67,29 @@ def fts_terms(text: str) -> list[str]:
     return [f'"{w}"' for w in content[:_MAX_QUERY_TERMS]]
 
 
-def idf(hits: int, rows: int) -> float:
-    """FTS5's bm25 idf of a phrase matching ``hits`` of ``rows`` rows."""
-    return max(math.log((rows - hits + 0.5) / (hits + 0.5)), 1e-6)
-
-
 class KeywordSearcher:
     """bm25 search over the ``chunks_fts`` table of one published (never changing) generation.
 
-    ``query`` runs one SQL statement on the index's connection and returns its rows.
+    ``query`` runs one SQL statement on the index's connection and returns its rows;
+    ``postings`` is the generation's postings file, used when it exists (loaded on first use).
     """
 
-    def __init__(self, query: Query) -> None:
+    def __init__(self, query: Query, postings: Path | None = None) -> None:
         self._query = query
         self._hits: dict[str, int] = {}
         self._rows: int | None = None
+        self._postings_path = postings
+        self._postings: Postings | None = None
+        self._loading = threading.Lock()
+
+    def postings(self) -> Postings | None:
+        """The generation's postings, or None when it has none (written before they existed)."""
+        path = self._postings_path
+        if self._postings is None and path is not None and path.is_file():
+            with self._loading:
+                if self._postings is None:
+                    self._postings = Postings(path, Tokenizer())
+        return self._postings
 
     def rows(self) -> int:
         if self._rows is None:
@@ -99,6 +112,11 @@ class KeywordSearcher:
         terms = fts_terms(text)
         if not terms or k <= 0 or (allowed is not None and not allowed):
             return []
+        postings = self.postings()
+        if postings is not None:
+            ranked = postings.search([t.strip('"') for t in terms], k, allowed)
+            if ranked is not None:
+                return ranked
         rows = self.rows()
         only = None if allowed is None else json.dumps(sorted(allowed))
         useful = [t for t in terms if 2 * self.phrase_hits(t) < rows]

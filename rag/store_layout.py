@@ -25,12 +25,16 @@ TMP_PREFIX = "tmp-"
 MANIFEST = "manifest.json"
 DATABASE = "chunks.sqlite"
 VECTORS = "vectors.faiss"
+#: The keyword postings (``rag.postings``); absent from generations written before them.
+POSTINGS = "keyword.npz"
+#: The FTS5 tokenizer of ``chunks_fts`` (query words are tokenized by it too).
+FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
 #: What computed the vectors of an index whose manifest predates the ``encoder`` field.
 OLD_ENCODER = "torch-fp32"
 
 _GEN_RE = re.compile(r"^gen-(\d{6,})$")
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE documents (
     id TEXT PRIMARY KEY,
     source TEXT NOT NULL,
@@ -54,7 +58,7 @@ CREATE INDEX chunks_by_doc ON chunks(doc_id, ord);
 -- A regular (not external-content) FTS table: it keeps its own copy of the text, so deletes need
 -- no old values and check() can compare its rowids with the chunk ids.
 CREATE VIRTUAL TABLE chunks_fts USING fts5(
-    text, headings, tokenize = 'porter unicode61 remove_diacritics 2'
+    text, headings, tokenize = '{FTS_TOKENIZE}'
 );
 """
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.errors import ConfigError, IndexLocked
+from rag.postings import write_postings
 from rag.store import DOCUMENT_COLUMNS, DocumentInfo, document_from_row
 from rag.store_layout import (
     CURRENT,
@@ -31,6 +32,7 @@ from rag.store_layout import (
     GEN_PREFIX,
     LOCK,
     MANIFEST,
+    POSTINGS,
     SCHEMA,
     TMP_PREFIX,
     VECTORS,
@@ -263,12 +265,14 @@ class IndexWriter:
             index.add(ids[keep], vectors[keep])
         db.commit()
         self.chunk_total = int(db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        with open(self._stage / POSTINGS, "wb") as out:
+            write_postings(db, out)
         db.close()
         self._db = None
         self.manifest.updated = now_iso()
         save_vector_index(index, self._stage / VECTORS)
         write_durably(self._stage / MANIFEST, self.manifest.to_json())
-        for name in (DATABASE, VECTORS):
+        for name in (DATABASE, VECTORS, POSTINGS):
             fsync_file(self._stage / name)
         fsync_dir(self._stage)
         generation = generation_name(self._next_generation())

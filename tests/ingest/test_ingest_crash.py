@@ -55,6 +55,7 @@ CHILD = textwrap.dedent(
     W.begin = after("staged", W.begin)
     W.remove_document = after("removed-one", W.remove_document)
     W.add_document = after("added-one", W.add_document)
+    store_write.write_postings = after("postings-written", store_write.write_postings)
     store_write.save_vector_index = after("vectors-saved", store_write.save_vector_index)
     store_write.write_durably = after("file-synced", store_write.write_durably)
     os.rename = after("generation-renamed", os.rename)
@@ -74,6 +75,7 @@ BEFORE_POINTS = [
     "staged",
     "removed-one",
     "added-one",
+    "postings-written",
     "vectors-saved",
     "file-synced",
     "generation-renamed",

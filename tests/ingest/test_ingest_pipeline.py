@@ -205,3 +205,24 @@ def test_chunks_carry_heading_paths_and_spans(tmp_path: Path) -> None:
     assert only.heading_path == ("Guide", "Install")
     assert text[only.start : only.end] == only.text and only.title == "Guide"
     assert only.source == str(doc.resolve())
+
+
+def test_an_index_from_before_the_keyword_postings_gets_them_without_embedding(
+    corpus: Path, tmp_path: Path
+) -> None:
+    from rag.store_layout import POSTINGS
+
+    index_dir = tmp_path / "index"
+    ingest_paths([corpus], index_dir, embedder=FakeEmbedder())
+    with Index.open(index_dir) as index:
+        (index_dir / index.generation / POSTINGS).unlink()
+        generation, before = index.generation, index.keyword_search("paid leave", 3)
+    embedder = FakeEmbedder()
+    summary = ingest_paths([corpus], index_dir, embedder=embedder)
+    assert summary.unchanged == 3 and embedder.texts_embedded == 0
+    with Index.open(index_dir) as index:
+        assert index.generation != generation and index.check().ok
+        assert (index_dir / index.generation / POSTINGS).is_file()
+        after = index.keyword_search("paid leave", 3)
+        assert [i for i, _ in after] == [i for i, _ in before]
+        assert [s for _, s in after] == pytest.approx([s for _, s in before], abs=1e-5)

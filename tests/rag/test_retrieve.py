@@ -136,3 +136,97 @@ def test_an_embedder_of_another_dimension_is_refused() -> None:
     other = Retriever(index, FakeEmbedder(dimension=32))
     with pytest.raises(EmbedderMismatch, match="rag ingest --reindex"):
         other.search("leave", k=2)
+
+
+QUESTIONS = [
+    "how many days of annual leave do employees receive",
+    "PX-77",
+    "stolen laptop",
+    "password rules",
+    "what does the premium plan cost per user",
+    "nothing here matches at all",
+]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"min_score": 0.2}, {"mmr": True}, {"source_glob": "docs/security/*"}],
+)
+def test_the_keyword_search_beside_the_encode_gives_the_same_hits(
+    mode: str, options: dict[str, Any]
+) -> None:
+    parallel, _ = make_retriever(parallel=True)
+    sequential, _ = make_retriever(parallel=False)
+    for question in QUESTIONS:
+        assert parallel.search(question, k=3, mode=parse_mode(mode), **options) == (
+            sequential.search(question, k=3, mode=parse_mode(mode), **options)
+        )
+
+
+def test_the_keyword_search_runs_while_the_query_is_encoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The encode waits for the keyword search to have started: one after the other, it never
+    would (it fails after 10 s instead of hanging)."""
+    import threading
+
+    retriever, index = make_retriever()
+    searching = threading.Event()
+    real_embed, real_keyword = retriever.embedder.embed, index.keyword_search
+
+    def embed(texts: Any) -> Any:
+        assert searching.wait(10), "the keyword search did not run beside the encode"
+        return real_embed(texts)
+
+    def keyword(*args: Any) -> Any:
+        searching.set()
+        return real_keyword(*args)
+
+    monkeypatch.setattr(retriever.embedder, "embed", embed)
+    monkeypatch.setattr(index, "keyword_search", keyword)
+    hits = retriever.search("annual leave", k=2)
+    assert set(hits[0].ranks) == {"dense", "keyword"}
+
+
+def test_an_encode_error_is_raised_after_the_keyword_search_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    retriever, index = make_retriever()
+    finished = threading.Event()
+    real_keyword = index.keyword_search
+
+    def keyword(*args: Any) -> Any:
+        result = real_keyword(*args)
+        finished.set()
+        return result
+
+    def embed(texts: Any) -> Any:
+        raise EmbedderMismatch("the embedder broke")
+
+    monkeypatch.setattr(retriever.embedder, "embed", embed)
+    monkeypatch.setattr(index, "keyword_search", keyword)
+    with pytest.raises(EmbedderMismatch, match="broke"):
+        retriever.search("annual leave", k=2)
+    assert finished.is_set()
+
+
+def test_many_threads_share_one_parallel_retriever(tmp_path: Any) -> None:
+    """On a real index (SQLite, FAISS, the keyword postings): concurrent hybrid searches get
+    what one thread gets."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rag.store import Index
+    from tests.rag.test_store import write_index
+
+    with Index.open(write_index(tmp_path / "idx")) as index:
+        embedder = FakeEmbedder()
+        one = Retriever(index, embedder, parallel=False)
+        shared = Retriever(index, embedder, parallel=True)
+        texts = ["paid leave days", "travel desk flights", "cafeteria", "parking weekends"]
+        want = [one.search(t, k=3, min_score=0.0) for t in texts]
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda t: shared.search(t, k=3, min_score=0.0), texts * 10))
+        assert got == want * 10

@@ -110,7 +110,7 @@ def test_another_embedder_is_refused_unless_reindexing(tmp_path: Path) -> None:
         assert reader.manifest.embedder == "other" and reader.document_count() == 0
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["flat-fp16", "hnsw", "ivf"])
 def test_the_vector_index_kind_is_converted_in_place(tmp_path: Path, kind: str) -> None:
     with IndexWriter(tmp_path) as writer:
         writer.begin(manifest())
