@@ -97,7 +97,8 @@ def write_postings(db: sqlite3.Connection, out: BinaryIO) -> None:
     lengths = np.asarray([sum(_varints(size)) for _, size in sizes], dtype=np.int64)
     averages = db.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
     # The averages record: rows, then each column's tokens (what xColumnTotalSize reads).
-    counts = _varints(averages[0]) if averages else [0]
+    # (An empty table's record may be empty: no rows, no tokens.)
+    counts = (_varints(averages[0]) if averages else []) or [0]
     terms = [term for (term,) in db.execute("SELECT term FROM temp.fts_rows ORDER BY term")]
     offsets = np.zeros(len(terms) + 1, dtype=np.int64)
     rows, freqs = [], []

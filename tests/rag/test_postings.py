@@ -136,6 +136,17 @@ def test_removed_and_replaced_documents_leave_the_scores_fts5s(
             assert edited.keyword_search(text, 10) == reference(edited, text, 10)
 
 
+def test_an_index_that_never_held_a_document_has_postings_and_finds_nothing(
+    tmp_path: Path,
+) -> None:
+    # FTS5's averages record of a table that never held a row is empty: no numbers at all.
+    root = write_index(tmp_path / "empty", {})
+    with Index.open(root) as empty:
+        assert empty.check().ok
+        assert (root / read_current(root) / POSTINGS).is_file()
+        assert empty.keyword_search("wire transfer fees", 5) == []
+
+
 def test_a_damaged_postings_file_is_reported_with_the_fix(index: Index, tmp_path: Path) -> None:
     root = tmp_path / "damaged"
     shutil.copytree(index.path, root)
