@@ -143,7 +143,7 @@ def test_an_index_that_never_held_a_document_has_postings_and_finds_nothing(
     root = write_index(tmp_path / "empty", {})
     with Index.open(root) as empty:
         assert empty.check().ok
-        assert (root / read_current(root) / POSTINGS).is_file()
+        assert (root / empty.generation / POSTINGS).is_file()
         assert empty.keyword_search("wire transfer fees", 5) == []
 
 
