@@ -100,7 +100,8 @@ def validate(
     # question would leak. Both are left out.
     known = [*human, *(train_questions(adapter) if adapter is not None else [])]
     generated = without_copies(generated, known)
-    if len(read_qa_jsonl(generated)) < 2:
+    kept = len(read_qa_jsonl(generated))
+    if kept < 2:
         raise SystemExit(
             f"[{name}] fewer than 2 generated questions passed the checks ({generated}): raise "
             "--max-tries or write them with a stronger --generator"
@@ -109,13 +110,16 @@ def validate(
     reports = {}
     # The human side is the decision bench's own report: run bench/eval_squad.py first with the
     # same settings and it is not evaluated twice.
+    # Short of questions, the generated side keeps some for its demonstrations as the human side
+    # does (demonstrations from the bundled bank instead would compare two prompts, not two sets).
+    evaluated = min(limit, kept - min(args.demos_from_qa, kept // 3))
     runs = {
-        "human": (name, report_dir(args, name, limit)),
-        "generated": (str(generated), work / generated.stem),
+        "human": (name, report_dir(args, name, limit), limit),
+        "generated": (str(generated), work / f"{generated.stem}-{evaluated}", evaluated),
     }
-    for label, (qa, out) in runs.items():
+    for label, (qa, out, n) in runs.items():
         clock = time.perf_counter()
-        request = eval_request(args, qa, index, out, adapter, limit)
+        request = eval_request(args, qa, index, out, adapter, n)
         evaluate(request, cache_dir=cache_dir, progress=True)
         timings[f"evaluate {label}"] = time.perf_counter() - clock
         reports[label] = request.out
