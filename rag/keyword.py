@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.postings import BM25_K1, WEIGHTS, Postings, Tokenizer, idf
+from rag.postings import BM25_K1, WEIGHTS, Postings, Rows, Tokenizer, idf
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 #: Words too common to help a keyword match; dropped unless the query has nothing else.
@@ -51,20 +51,29 @@ COMMON = 5
 #: bm25 with the text column at full weight and the headings at half.
 _BM25 = f"bm25(chunks_fts, {WEIGHTS[0]}, {WEIGHTS[1]})"
 
-Rows = list[tuple[int, float]]
 Query = Callable[[str, Sequence[Any]], list[Any]]
 
 
+def query_words(text: str) -> list[str]:
+    """The words of user text a keyword search looks for: lowercased, once each, stopwords
+    dropped unless that leaves nothing, at most ``_MAX_QUERY_TERMS``."""
+    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
+    content = [w for w in words if w not in _STOPWORDS] or words
+    return content[:_MAX_QUERY_TERMS]
+
+
 def fts_terms(text: str) -> list[str]:
-    """User text as safe FTS5 phrases: bare words, each quoted, stopwords dropped unless that
-    leaves nothing, at most ``_MAX_QUERY_TERMS``.
+    """User text as safe FTS5 phrases: ``query_words``, each quoted.
 
     Quotes, operators (AND, NEAR, ``*``, ``:``) and parentheses lose their meaning, so no input
     can raise a syntax error.
     """
-    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
-    content = [w for w in words if w not in _STOPWORDS] or words
-    return [f'"{w}"' for w in content[:_MAX_QUERY_TERMS]]
+    return _phrases(query_words(text))
+
+
+def _phrases(words: Sequence[str]) -> list[str]:
+    """Each word as a quoted FTS5 phrase."""
+    return [f'"{w}"' for w in words]
 
 
 class KeywordSearcher:
@@ -109,14 +118,15 @@ class KeywordSearcher:
 
     def search(self, text: str, k: int, allowed: set[int] | None = None) -> Rows:
         """``(chunk id, score)`` pairs, best first, higher is better; any user text is safe."""
-        terms = fts_terms(text)
-        if not terms or k <= 0 or (allowed is not None and not allowed):
+        words = query_words(text)
+        if not words or k <= 0 or (allowed is not None and not allowed):
             return []
         postings = self.postings()
         if postings is not None:
-            ranked = postings.search([t.strip('"') for t in terms], k, allowed)
+            ranked = postings.search(words, k, allowed)
             if ranked is not None:
                 return ranked
+        terms = _phrases(words)
         rows = self.rows()
         only = None if allowed is None else json.dumps(sorted(allowed))
         useful = [t for t in terms if 2 * self.phrase_hits(t) < rows]
