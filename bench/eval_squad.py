@@ -213,20 +213,23 @@ def report_dir(args: argparse.Namespace, name: str, limit: int) -> Path:
     return args.work / name / f"report-{args.model}-{args.engine}-{limit}{smoke}"
 
 
-def use_threads(threads: int) -> None:
-    if threads:
+def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The arguments, with torch's threads set and ``engine`` resolved (``auto`` -> the engine
+    that runs here, as the report folders are named)."""
+    args = parser.parse_args()
+    if args.threads:
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(args.threads)
+    from rag.generate import choose_engine
+
+    args.engine = choose_engine(args.engine, args.model)[0]
+    return args
 
 
 def main() -> None:
     settings = load_settings()
-    args = arguments(__doc__.split("\n")[0]).parse_args()
-    use_threads(args.threads)
-    from rag.generate import choose_engine
-
-    args.engine = choose_engine(args.engine, args.model)[0]
+    args = parse(arguments(__doc__.split("\n")[0]))
     print(f"load average before: {os.getloadavg()}")
     started = time.perf_counter()
     for name in [n.strip() for n in args.sets.split(",") if n.strip()]:

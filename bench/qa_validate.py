@@ -37,10 +37,10 @@ from bench.eval_squad import (
     LIMITS,
     arguments,
     eval_request,
+    parse,
     prepare_index,
     report_dir,
     train_adapter,
-    use_threads,
 )
 from eval.evaluate import evaluate
 from eval.finetune import train_questions
@@ -56,11 +56,7 @@ def main() -> None:
     parser = arguments((__doc__ or "").split("\n")[0])
     parser.add_argument("--generator", default=None, help="model that writes the questions")
     parser.add_argument("--max-tries", type=float, default=3.0, help="generation candidates")
-    args = parser.parse_args()
-    use_threads(args.threads)
-    from rag.generate import choose_engine
-
-    args.engine = choose_engine(args.engine, args.model)[0]
+    args = parse(parser)
     settings = load_settings()
     print(f"load average before: {os.getloadavg()}")
     started = time.perf_counter()
