@@ -49,6 +49,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rag.vectors import VECTOR_INDEXES
+
 PARTS = ("encode", "dense", "keyword", "floor", "fusion", "fetch")
 #: Chunks per synthetic document in the scaled index.
 PER_DOC = 10
@@ -251,7 +253,7 @@ def main() -> None:
     parser.add_argument(
         "--vector-index",
         action="append",
-        choices=("flat", "flat-fp16", "hnsw", "ivf"),
+        choices=tuple(VECTOR_INDEXES),
         help="The scaled index's vector index; repeat to compare (default flat).",
     )
     parser.add_argument(
