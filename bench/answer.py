@@ -13,6 +13,8 @@ retrieval, is rag's own overhead (template, token budget, citations, streaming).
 timed on llama.cpp, whose prefix cache would hand the second call the prompt the first read
 (`bench/cpu_generate.py` compares it with the bare ``Llama`` on distinct prompts instead).
 ``--engines`` runs the same questions on several engines, one after the other, in one run.
+``--whole-prompt`` has CTranslate2 read every prompt from its start instead of keeping the state
+after the system turn: a run with it and one without measure what that reuse saves.
 
 Prints figures, never pass/fail. The machine's load average is printed before and after: on
 shared CPUs torch's threads stall when another process is busy, so compare runs only at
@@ -29,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rag.generate.ct2_backend import CT2Generator
 from rag.pipeline import AskOptions, build_pipeline
 from rag.settings import load_settings
 
@@ -56,6 +59,11 @@ def main() -> None:
         help="comma-separated: auto, ctranslate2, llama.cpp, transformers",
     )
     parser.add_argument("--bare", action="store_true", help="also time the bare engine call")
+    parser.add_argument(
+        "--whole-prompt",
+        action="store_true",
+        help="CTranslate2 reads every prompt from the start (no kept system turn)",
+    )
     args = parser.parse_args()
     engines = [engine.strip() for engine in args.engines.split(",") if engine.strip()]
     summaries = [run(args, engine, settings.cache_dir) for engine in engines]
@@ -65,6 +73,8 @@ def main() -> None:
 def run(args: argparse.Namespace, engine: str, cache_dir: Path) -> str:
     """Ask every question with ``engine``; print a row per question; return the summary line."""
     pipeline = build_pipeline(args.index, args.model, cache_dir=cache_dir, engine=engine)
+    if args.whole_prompt and isinstance(pipeline.generator, CT2Generator):
+        pipeline.generator.reuse_system_turn = False
     started = time.perf_counter()
     pipeline.generator.warm_up()
     pipeline.ask("warm-up question", options=AskOptions(retrieval=False, shots=0, max_new_tokens=2))
@@ -113,8 +123,9 @@ def run(args: argparse.Namespace, engine: str, cache_dir: Path) -> str:
         )
     n = len(retrieve)
     print(f"load average after: {os.getloadavg()}")
+    whole = " (whole prompt)" if args.whole_prompt else ""
     summary = (
-        f"{pipeline.generator.engine}: median answer {statistics.median(asked):.0f} ms, "
+        f"{pipeline.generator.engine}{whole}: median answer {statistics.median(asked):.0f} ms, "
         f"retrieve {statistics.median(retrieve):.1f} ms, "
         f"first token {statistics.median(ttft) if ttft else float('nan'):.0f} ms, "
         f"decode {statistics.median(rates) if rates else float('nan'):.1f} tok/s"

@@ -37,6 +37,16 @@ def render_chat(tokenizer: Any, messages: Sequence[Message]) -> str:
     return "\n\n".join([*lines, "Assistant:"])
 
 
+def system_turn(tokenizer: Any, messages: Sequence[Message]) -> str:
+    """The rendered prompt's opening system turn alone (what every prompt with this system
+    message starts with); empty without a chat template."""
+    system = messages[0].content if messages and messages[0].role == "system" else DEFAULT_SYSTEM
+    if not tokenizer.chat_template:
+        return ""
+    turn = [{"role": "system", "content": system}]
+    return str(tokenizer.apply_chat_template(turn, tokenize=False, add_generation_prompt=False))
+
+
 def encode_text(tokenizer: Any, text: str) -> list[int]:
     """Token ids of ``text`` as the model reads it (the template already holds the specials)."""
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -12,6 +12,10 @@ a second client starts at once instead of queueing behind the first; more wait i
 CTranslate2's queue. CTranslate2's own batching is not used: it forwards a batch's prompts
 together only up to the shortest one and steps through the rest token by token, which is slower
 than answering RAG prompts of different lengths side by side.
+
+Every prompt opens with the same system turn (the rules: about 110 tokens of a ~1,000-token bank
+prompt), so each replica reads it once and keeps the model state after it (CTranslate2's
+``static_prompt``); a request reads only what follows. The answers are the same token for token.
 """
 
 from __future__ import annotations
@@ -19,18 +23,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from rag.generate.base import GenerationConfig
+from rag.generate.chat import DEFAULT_SYSTEM, encode_text, system_turn
 from rag.generate.native import NativeGenerator
+from rag.types import Message
 
 log = logging.getLogger("rag.generate")
 
 #: Requests decoding at once by default. On two cores a second replica lets a second client
 #: start without waiting; more would only split the same cores further.
 DEFAULT_SLOTS = 2
+#: Distinct system turns whose state the replicas keep (the answer and closed-book rules, a
+#: custom refusal or two); CTranslate2 never drops one, so further ones are read every time.
+SYSTEM_TURNS = 8
 
 
 class CT2Generator(NativeGenerator):
@@ -45,6 +54,13 @@ class CT2Generator(NativeGenerator):
     _folder: Path | None = None
     #: CTranslate2's seed is process-wide and read once per thread: see ``_seeded``.
     _seed_lock = threading.Lock()
+    #: Keep the state after the system turn (off: every request reads its whole prompt).
+    reuse_system_turn = True
+
+    def __init__(self, name: str, **options: Any) -> None:
+        super().__init__(name, **options)
+        #: System message -> its turn's token ids (empty: the prompt does not start with them).
+        self._turns: dict[str, tuple[int, ...]] = {}
 
     def warm_up(self) -> None:
         if self._generator is not None:
@@ -76,6 +92,29 @@ class CT2Generator(NativeGenerator):
             intra_threads=self.threads,
         )
 
+    def encode(self, messages: Sequence[Message]) -> list[int]:
+        ids = super().encode(messages)
+        if self.reuse_system_turn:
+            self._learn_system_turn(messages, ids)
+        return ids
+
+    def _learn_system_turn(self, messages: Sequence[Message], ids: list[int]) -> None:
+        """Remember the ids of this prompt's system turn, when they are a prefix of it (a
+        template might render a lone system message differently)."""
+        turns = self._turns
+        key = messages[0].content if messages and messages[0].role == "system" else DEFAULT_SYSTEM
+        if key in turns or len(turns) >= SYSTEM_TURNS:
+            return
+        turn = tuple(encode_text(self.tokenizer, system_turn(self.tokenizer, messages)))
+        turns[key] = turn if 0 < len(turn) < len(ids) and tuple(ids[: len(turn)]) == turn else ()
+
+    def _static_prefix(self, prompt: list[int]) -> int:
+        """How many of ``prompt``'s first ids are a system turn the replicas keep."""
+        for turn in self._turns.values():
+            if turn and len(turn) < len(prompt) and tuple(prompt[: len(turn)]) == turn:
+                return len(turn)
+        return 0
+
     def _tokens(self, prompt: list[int], budget: int, config: GenerationConfig) -> Iterator[int]:
         self.warm_up()
         greedy = config.temperature == 0
@@ -87,6 +126,9 @@ class CT2Generator(NativeGenerator):
             "sampling_temperature": 1.0 if greedy else config.temperature,
         }
         pieces = self.tokenizer.convert_ids_to_tokens(prompt)
+        static = self._static_prefix(prompt) if self.reuse_system_turn else 0
+        if static:
+            options["static_prompt"], pieces = pieces[:static], pieces[static:]
         end = min(self.eos)
         if greedy or config.seed is None:
             return _token_ids(self._generator.generate_tokens(pieces, **options), budget, end)

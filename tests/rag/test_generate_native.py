@@ -226,3 +226,26 @@ def test_a_lora_adapter_changes_the_answer_as_transformers_does(
     assert "Tokyo" not in expected and "Tokyo" not in answer, (answer, expected)
     ours, theirs = (reference.tokenizer(text)["input_ids"] for text in (answer, expected))
     assert common_prefix(ours, theirs) >= 5, (answer, expected)
+
+
+def test_ctranslate2_reads_each_system_turn_once_and_answers_the_same(cache_dir: Path) -> None:
+    """The replicas keep the state after the system turn; a request reads only the rest, and
+    its answer is token for token the one read from the start (lengths included)."""
+    from rag.generate.ct2_backend import CT2Generator
+
+    kept = load_generator(MODEL, cache_dir=cache_dir, engine="ctranslate2")
+    whole = load_generator(MODEL, cache_dir=cache_dir, engine="ctranslate2")
+    assert isinstance(kept, CT2Generator) and isinstance(whole, CT2Generator)
+    whole.reuse_system_turn = False
+    config = GenerationConfig(max_new_tokens=24)
+    for chat in PROMPTS:
+        ours, theirs = kept.generate(chat, config), whole.generate(chat, config)
+        assert (ours.text, ours.completion_tokens) == (theirs.text, theirs.completion_tokens)
+        assert ours.prompt_tokens == theirs.prompt_tokens
+    # Both system messages the prompts use (the default one, "Answer in one word.") are kept,
+    # and each prompt starts with one of them; the one without reuse learns none.
+    turns = [kept._static_prefix(kept.encode(chat)) for chat in PROMPTS]
+    assert len(kept._turns) == 2 and all(n > 5 for n in turns), (kept._turns, turns)
+    assert not whole._turns and whole._static_prefix(whole.encode(SHORT)) == 0
+    [streamed] = [d for d in kept.stream(QUESTION, config) if d.finish_reason]
+    assert (streamed.finish_reason, streamed.completion_tokens) == ("length", 24)
