@@ -37,9 +37,11 @@ log = logging.getLogger("rag.generate")
 #: Requests decoding at once by default. On two cores a second replica lets a second client
 #: start without waiting; more would only split the same cores further.
 DEFAULT_SLOTS = 2
-#: Distinct system turns whose state the replicas keep (the answer and closed-book rules, a
-#: custom refusal or two); CTranslate2 never drops one, so further ones are read every time.
-SYSTEM_TURNS = 8
+#: Distinct system turns whose state the replicas keep (the answer and the closed-book rules, a
+#: custom refusal), and the longest kept: CTranslate2 never drops one, and an API client's own
+#: system messages could otherwise fill memory. Others are read with the rest of the prompt.
+SYSTEM_TURNS = 4
+SYSTEM_TURN_TOKENS = 512
 
 
 class CT2Generator(NativeGenerator):
@@ -59,8 +61,10 @@ class CT2Generator(NativeGenerator):
 
     def __init__(self, name: str, **options: Any) -> None:
         super().__init__(name, **options)
-        #: System message -> its turn's token ids (empty: the prompt does not start with them).
+        #: System message -> its turn's token ids, for the turns the replicas keep.
         self._turns: dict[str, tuple[int, ...]] = {}
+        #: System messages looked at and not kept (a bounded memo: forgotten when full).
+        self._not_kept: set[str] = set()
 
     def warm_up(self) -> None:
         if self._generator is not None:
@@ -101,17 +105,22 @@ class CT2Generator(NativeGenerator):
     def _learn_system_turn(self, messages: Sequence[Message], ids: list[int]) -> None:
         """Remember the ids of this prompt's system turn, when they are a prefix of it (a
         template might render a lone system message differently)."""
-        turns = self._turns
         key = messages[0].content if messages and messages[0].role == "system" else DEFAULT_SYSTEM
-        if key in turns or len(turns) >= SYSTEM_TURNS:
+        if key in self._turns or key in self._not_kept or len(self._turns) >= SYSTEM_TURNS:
             return
         turn = tuple(encode_text(self.tokenizer, system_turn(self.tokenizer, messages)))
-        turns[key] = turn if 0 < len(turn) < len(ids) and tuple(ids[: len(turn)]) == turn else ()
+        fits = 0 < len(turn) <= min(SYSTEM_TURN_TOKENS, len(ids) - 1)
+        if fits and tuple(ids[: len(turn)]) == turn:
+            self._turns[key] = turn
+            return
+        if len(self._not_kept) >= 256:
+            self._not_kept.clear()
+        self._not_kept.add(key)
 
     def _static_prefix(self, prompt: list[int]) -> int:
         """How many of ``prompt``'s first ids are a system turn the replicas keep."""
         for turn in self._turns.values():
-            if turn and len(turn) < len(prompt) and tuple(prompt[: len(turn)]) == turn:
+            if len(turn) < len(prompt) and tuple(prompt[: len(turn)]) == turn:
                 return len(turn)
         return 0
 

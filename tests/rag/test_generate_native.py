@@ -247,5 +247,9 @@ def test_ctranslate2_reads_each_system_turn_once_and_answers_the_same(cache_dir:
     turns = [kept._static_prefix(kept.encode(chat)) for chat in PROMPTS]
     assert len(kept._turns) == 2 and all(n > 5 for n in turns), (kept._turns, turns)
     assert not whole._turns and whole._static_prefix(whole.encode(SHORT)) == 0
+    # A system message too long to keep (an API client's own) is read with the prompt.
+    long = [Message("system", "Answer briefly. " * 200), *SHORT]
+    assert kept._static_prefix(kept.encode(long)) == 0 and len(kept._turns) == 2
+    assert kept.generate(long, config).text == whole.generate(long, config).text
     [streamed] = [d for d in kept.stream(QUESTION, config) if d.finish_reason]
     assert (streamed.finish_reason, streamed.completion_tokens) == ("length", 24)
