@@ -9,12 +9,16 @@ MODEL ?= qwen2.5-0.5b
 QUESTION ?= Can I refer someone who lives at the same address as me?
 PYTEST_ARGS ?=
 
-.PHONY: setup llamacpp models browser quickstart serve test lint docs
+.PHONY: setup dev llamacpp models browser quickstart serve test lint docs
 
+# What running rag needs, and no more: the quickstart compiles nothing.
 setup: $(VENV)/.installed
 
-# The llama.cpp engine the tests and bench/cpu_generate.py also cover: llama-cpp-python is an
-# sdist that compiles for this CPU (minutes; pip caches the wheel). Not needed to run rag.
+# The test and lint tools, Ray, and llama.cpp's OpenAI-compatible server for the remote tests:
+# llama-cpp-python is an sdist that compiles for this CPU (minutes; pip caches the wheel).
+dev: $(VENV)/.dev
+
+# The llama.cpp engine (`--engine llama.cpp`) the tests and bench/cpu_generate.py also cover.
 llamacpp: $(VENV)/.llamacpp
 
 # torch first, pinned to the CPU wheel on these machines' disk: an open range pulls a CUDA build.
@@ -22,11 +26,15 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[dev,ray]'
 	touch $@
 
-$(VENV)/.llamacpp: $(VENV)/.installed
-	$(PY) -m pip install -q -e '.[dev,llamacpp]'
+$(VENV)/.llamacpp: $(VENV)/.dev
+	$(PY) -m pip install -q -e '.[llamacpp]'
 	touch $@
 
 models: setup
@@ -47,10 +55,10 @@ quickstart: setup
 serve: quickstart
 	$(RAG) serve --index $(INDEX) --model $(MODEL)
 
-test: setup llamacpp models browser
+test: dev llamacpp models browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: setup
+lint: dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
