@@ -37,10 +37,14 @@ def render_chat(tokenizer: Any, messages: Sequence[Message]) -> str:
     return "\n\n".join([*lines, "Assistant:"])
 
 
-def system_turn(tokenizer: Any, messages: Sequence[Message]) -> str:
-    """The rendered prompt's opening system turn alone (what every prompt with this system
-    message starts with); empty without a chat template."""
-    system = messages[0].content if messages and messages[0].role == "system" else DEFAULT_SYSTEM
+def system_text(messages: Sequence[Message]) -> str:
+    """The system message a rendered prompt opens with: the caller's, or ``DEFAULT_SYSTEM``."""
+    return messages[0].content if messages and messages[0].role == "system" else DEFAULT_SYSTEM
+
+
+def system_turn(tokenizer: Any, system: str) -> str:
+    """The system turn alone, rendered (what every prompt with this system message starts
+    with); empty without a chat template."""
     if not tokenizer.chat_template:
         return ""
     turn = [{"role": "system", "content": system}]

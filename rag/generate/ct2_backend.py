@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.generate.base import GenerationConfig
-from rag.generate.chat import DEFAULT_SYSTEM, encode_text, system_turn
+from rag.generate.chat import encode_text, system_text, system_turn
 from rag.generate.native import NativeGenerator
 from rag.types import Message
 
@@ -44,6 +44,9 @@ DEFAULT_SLOTS = 2
 #: system messages could otherwise fill memory. Others are read with the rest of the prompt.
 SYSTEM_TURNS = 4
 SYSTEM_TURN_TOKENS = 512
+#: System messages remembered as not kept (too long, or not a prefix), so as not to tokenize
+#: them again; forgotten all at once when there are this many.
+NOT_KEPT_MEMO = 256
 
 
 class CT2Generator(NativeGenerator):
@@ -65,7 +68,7 @@ class CT2Generator(NativeGenerator):
         super().__init__(name, **options)
         #: System message -> its turn's token ids, for the turns the replicas keep.
         self._turns: dict[str, tuple[int, ...]] = {}
-        #: System messages looked at and not kept (a bounded memo: forgotten when full).
+        #: System messages looked at and not kept (``NOT_KEPT_MEMO``).
         self._not_kept: set[str] = set()
 
     def warm_up(self) -> None:
@@ -107,15 +110,15 @@ class CT2Generator(NativeGenerator):
     def _learn_system_turn(self, messages: Sequence[Message], ids: list[int]) -> None:
         """Remember the ids of this prompt's system turn, when they are a prefix of it (a
         template might render a lone system message differently)."""
-        key = messages[0].content if messages and messages[0].role == "system" else DEFAULT_SYSTEM
+        key = system_text(messages)
         if key in self._turns or key in self._not_kept or len(self._turns) >= SYSTEM_TURNS:
             return
-        turn = tuple(encode_text(self.tokenizer, system_turn(self.tokenizer, messages)))
+        turn = tuple(encode_text(self.tokenizer, system_turn(self.tokenizer, key)))
         fits = 0 < len(turn) <= min(SYSTEM_TURN_TOKENS, len(ids) - 1)
         if fits and tuple(ids[: len(turn)]) == turn:
             self._turns[key] = turn
             return
-        if len(self._not_kept) >= 256:
+        if len(self._not_kept) >= NOT_KEPT_MEMO:
             self._not_kept.clear()
         self._not_kept.add(key)
 
