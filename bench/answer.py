@@ -12,7 +12,8 @@ generator, the engine call a user without rag would make: the difference from ``
 retrieval, is rag's own overhead (template, token budget, citations, streaming). It is not
 timed on llama.cpp, whose prefix cache would hand the second call the prompt the first read
 (`bench/cpu_generate.py` compares it with the bare ``Llama`` on distinct prompts instead).
-``--engines`` runs the same questions on several engines, one after the other, in one run.
+``--engines`` runs the same questions on several engines, and ``--k`` with several passage counts,
+one after the other, in one run (``--engines ctranslate2,transformers --k 3,5``).
 ``--whole-prompt`` has CTranslate2 read every prompt from its start instead of keeping the state
 after the system turn: a run with it and one without measure what that reuse saves.
 
@@ -34,6 +35,7 @@ from typing import Any
 from rag.generate.ct2_backend import CT2Generator
 from rag.pipeline import AskOptions, build_pipeline
 from rag.settings import load_settings
+from rag.variants import DEFAULT_K
 
 
 def load_questions(path: Path, n: int) -> list[dict[str, Any]]:
@@ -49,7 +51,9 @@ def main() -> None:
     parser.add_argument("--qa", type=Path, default=settings.cache_dir / "corpora/bank/qa.jsonl")
     parser.add_argument("--model", default="qwen2.5-0.5b")
     parser.add_argument("--n", type=int, default=10, help="questions to ask")
-    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument(
+        "--k", default=str(DEFAULT_K), help="passages per prompt; comma-separated to compare"
+    )
     parser.add_argument("--shots", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument(
@@ -66,12 +70,14 @@ def main() -> None:
     )
     args = parser.parse_args()
     engines = [engine.strip() for engine in args.engines.split(",") if engine.strip()]
-    summaries = [run(args, engine, settings.cache_dir) for engine in engines]
+    ks = [int(k) for k in args.k.split(",") if k.strip()]
+    summaries = [run(args, engine, k, settings.cache_dir) for engine in engines for k in ks]
     print("\n".join(["", *summaries]))
 
 
-def run(args: argparse.Namespace, engine: str, cache_dir: Path) -> str:
-    """Ask every question with ``engine``; print a row per question; return the summary line."""
+def run(args: argparse.Namespace, engine: str, k: int, cache_dir: Path) -> str:
+    """Ask every question with ``engine`` and ``k`` passages; print a row per question; return
+    the summary line."""
     pipeline = build_pipeline(args.index, args.model, cache_dir=cache_dir, engine=engine)
     if args.whole_prompt and isinstance(pipeline.generator, CT2Generator):
         pipeline.generator.reuse_system_turn = False
@@ -81,13 +87,13 @@ def run(args: argparse.Namespace, engine: str, cache_dir: Path) -> str:
     loaded_s = time.perf_counter() - started
     print(f"model {args.model} on {pipeline.generator.engine}: ready in {loaded_s:.1f} s")
     print(f"load average before: {os.getloadavg()}")
-    options = AskOptions(k=args.k, shots=args.shots, max_new_tokens=args.max_new_tokens)
+    options = AskOptions(k=k, shots=args.shots, max_new_tokens=args.max_new_tokens)
 
     columns = f"{'retr ms':>8} {'ttft ms':>8} {'tok/s':>6} {'prompt':>6} {'new':>4}"
     bare_timed = args.bare and pipeline.generator.engine != "llama.cpp"
     columns += f" {'ask ms':>7} {'bare ms':>7}" if bare_timed else ""
     print(f"{columns} gold@k cited refused  question")
-    retrieve, ttft, rates, found, cited, refused = [], [], [], 0, 0, 0
+    retrieve, ttft, rates, prompts, found, cited, refused = [], [], [], [], 0, 0, 0
     asked, overheads = [], []
     for row in load_questions(args.qa, args.n):
         question = str(row["question"])
@@ -110,6 +116,8 @@ def run(args: argparse.Namespace, engine: str, cache_dir: Path) -> str:
         hit = any(h.chunk.doc_id in gold for h in answer.hits)
         good_cite = any(c.chunk.doc_id in gold for c in answer.citations)
         retrieve.append(t.retrieve_ms)
+        if answer.prompt_tokens:
+            prompts.append(answer.prompt_tokens)
         if t.first_token_ms is not None:
             ttft.append(t.first_token_ms)
             rates.append(rate)
@@ -125,7 +133,9 @@ def run(args: argparse.Namespace, engine: str, cache_dir: Path) -> str:
     print(f"load average after: {os.getloadavg()}")
     whole = " (whole prompt)" if args.whole_prompt else ""
     summary = (
-        f"{pipeline.generator.engine}{whole}: median answer {statistics.median(asked):.0f} ms, "
+        f"{pipeline.generator.engine}{whole}, k={k}: "
+        f"median answer {statistics.median(asked):.0f} ms, "
+        f"prompt {statistics.median(prompts) if prompts else 0:.0f} tokens, "
         f"retrieve {statistics.median(retrieve):.1f} ms, "
         f"first token {statistics.median(ttft) if ttft else float('nan'):.0f} ms, "
         f"decode {statistics.median(rates) if rates else float('nan'):.1f} tok/s"

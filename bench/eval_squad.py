@@ -32,6 +32,7 @@ from eval.lora import TrainConfig
 from eval.qa import load_qa, sample, write_qa_jsonl
 from eval.split import find_leaks
 from rag.settings import load_settings
+from rag.variants import DEFAULT_K
 
 #: Questions evaluated per set: the bank FAQ has 99, and the rest must supply demonstrations
 #: (--demos-from-qa) and the adapter's training questions.
@@ -153,7 +154,7 @@ def arguments(description: str) -> argparse.ArgumentParser:
         + ")",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--k", type=int, default=3)
+    parser.add_argument("--k", type=int, default=DEFAULT_K)
     parser.add_argument("--shots", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=4)

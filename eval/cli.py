@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from rag.cli_answer import BASE_URL_HELP, CONTEXT_WINDOW_HELP, TOKENIZER_HELP
-from rag.variants import VARIANTS
+from rag.variants import DEFAULT_K, VARIANTS
 
 VARIANTS_HELP = (
     f"Comma-separated variants: {', '.join(VARIANTS)} "
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(
             0, "--seed", help="Seed of the question sample and of the tests' random draws."
         ),
-        k: int = typer.Option(5, "--k", help="Passages retrieved per question."),
+        k: int = typer.Option(DEFAULT_K, "--k", help="Passages retrieved per question."),
         mode: str = typer.Option(
             "hybrid",
             "--mode",
@@ -182,7 +182,9 @@ def register(app: typer.Typer) -> None:
         with_context: bool = typer.Option(
             False, "--with-context", help="Train on retrieval prompts with distractors (RAFT)."
         ),
-        k: int = typer.Option(5, "--k", help="Passages per training prompt (--with-context)."),
+        k: int = typer.Option(
+            DEFAULT_K, "--k", help="Passages per training prompt (--with-context)."
+        ),
         shots: int = typer.Option(2, "--shots", help="Demonstrations per prompt (--with-context)."),
         steps: int | None = typer.Option(
             None, "--steps", help="Optimizer steps (overrides epochs)."

@@ -32,6 +32,7 @@ from rag.errors import ConfigError
 from rag.generate.remote import REMOTE_ADAPTER, Remote
 from rag.prompt import templates_digest
 from rag.retrieve import parse_mode
+from rag.variants import DEFAULT_K
 
 if TYPE_CHECKING:
     from rag.pipeline import Pipeline
@@ -54,7 +55,7 @@ class EvalRequest:
     variants: tuple[str, ...] | None = None
     limit: int | None = None
     seed: int = 0
-    k: int = 5
+    k: int = DEFAULT_K
     #: The search mode of the retrieval runs (the report compares every mode's recall anyway).
     mode: str = "hybrid"
     shots: int = 2

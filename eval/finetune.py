@@ -27,6 +27,7 @@ from eval.split import check_no_leakage, split_by_question
 from eval.variants import VARIANTS, holds_gold, oracle_context
 from rag.errors import ConfigError
 from rag.types import Chunk, Message
+from rag.variants import DEFAULT_K
 
 if TYPE_CHECKING:
     from rag.pipeline import AskOptions, Pipeline
@@ -51,7 +52,7 @@ class FinetuneRequest:
     limit: int | None = None
     seed: int = 0
     with_context: bool = False
-    k: int = 5
+    k: int = DEFAULT_K
     shots: int = 2
     #: With context: the share of examples whose prompt is guaranteed the gold passage.
     gold_fraction: float = 0.8

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from rag.variants import DEFAULT_VARIANT, VARIANTS
+from rag.variants import DEFAULT_K, DEFAULT_VARIANT, VARIANTS
 
 if TYPE_CHECKING:
     from rag.pipeline import AskOptions, Pipeline
@@ -43,7 +43,7 @@ CONTEXT_WINDOW_HELP = (
 TOKENIZER_HELP = (
     "A registry model whose tokenizer counts prompts for a server without a tokenize endpoint."
 )
-K_HELP = "Passages to retrieve [settings, else 5]."
+K_HELP = f"Passages to retrieve [settings, else {DEFAULT_K}]."
 SETTINGS_HELP = (
     "Answering defaults (k, shots, mode) from this settings.json, as `rag eval` writes it "
     "(default: the index folder's settings.json, when there is one)."

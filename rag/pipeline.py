@@ -22,6 +22,7 @@ from rag.grounding import copied_from_demos, quoted_blocks
 from rag.prompt import PromptBuild, PromptBuilder
 from rag.retrieve import Retriever, SearchMode, parse_mode
 from rag.types import Answer, Chunk, Citation, Hit, Message, Timings
+from rag.variants import DEFAULT_K
 
 if TYPE_CHECKING:
     from rag.embed import Embedder
@@ -36,7 +37,7 @@ __all__ = ["AskOptions", "Pipeline", "PromptBuild", "build_pipeline"]
 class AskOptions:
     """How to answer one question. ``min_score=None`` means the pipeline's default floor."""
 
-    k: int = 5
+    k: int = DEFAULT_K
     shots: int = 2
     retrieval: bool = True
     source_glob: str | None = None

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag.errors import ConfigError
+from rag.variants import DEFAULT_K
 
 if TYPE_CHECKING:
     from rag.generate.remote import Remote
@@ -89,7 +90,7 @@ class AnswerDefaults(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    k: int = Field(default=5, ge=1, le=100)
+    k: int = Field(default=DEFAULT_K, ge=1, le=100)
     shots: int = Field(default=2, ge=0, le=20)
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
     #: The file the values came from (None: the built-in defaults).

@@ -284,7 +284,7 @@ async function ask(question) {
   }
 }
 
-// What the answer ran with, as the server reports it: "rag-few-shot (k=5, 2 shots)".
+// What the answer ran with, as the server reports it: "rag-few-shot (k=3, 2 shots)".
 function describeVariant(v) {
   const parts = [v.retrieval ? `k=${v.k}` : "no retrieval", `${v.shots} shot${v.shots === 1 ? "" : "s"}`];
   if (v.adapter) parts.push("LoRA");

@@ -68,7 +68,7 @@ def test_ask_stream_and_open_a_citation(browser: Any, index_dir: Path) -> None:
         assert answer.locator(".sources button").inner_text().strip() == "[1]Leave"
         # The default variant, and what it ran with as the server reports it.
         assert page.locator("#model").input_value() == "rag-few-shot"
-        assert answer.locator(".meta").inner_text().startswith("rag-few-shot (k=5, 2 shots) · ")
+        assert answer.locator(".meta").inner_text().startswith("rag-few-shot (k=3, 2 shots) · ")
 
         answer.locator(".text button.cite").first.click()
         passage = page.locator("#passage")
