@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RAG := $(VENV)/bin/rag
 INDEX ?= .data/bank-index
-MODEL ?= qwen2.5-0.5b
+MODEL ?= qwen2.5-1.5b
 QUESTION ?= Can I refer someone who lives at the same address as me?
 PYTEST_ARGS ?=
 
@@ -37,8 +37,10 @@ $(VENV)/.llamacpp: $(VENV)/.dev
 	$(PY) -m pip install -q -e '.[llamacpp]'
 	touch $@
 
+# The default generator, and the two the tests name (smollm2 for plumbing, the 0.5B for behaviour).
 models: setup
 	$(RAG) models pull smollm2-135m
+	$(RAG) models pull qwen2.5-0.5b
 	$(RAG) models pull $(MODEL)
 
 browser:
