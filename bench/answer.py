@@ -32,10 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rag.defaults import DEFAULT_K
 from rag.generate.ct2_backend import CT2Generator
 from rag.pipeline import AskOptions, build_pipeline
 from rag.settings import load_settings
-from rag.variants import DEFAULT_K
 
 
 def load_questions(path: Path, n: int) -> list[dict[str, Any]]:

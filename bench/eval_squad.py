@@ -31,8 +31,8 @@ from eval.finetune import FinetuneRequest, finetune
 from eval.lora import TrainConfig
 from eval.qa import load_qa, sample, write_qa_jsonl
 from eval.split import find_leaks
+from rag.defaults import DEFAULT_K
 from rag.settings import load_settings
-from rag.variants import DEFAULT_K
 
 #: Questions evaluated per set: the bank FAQ has 99, and the rest must supply demonstrations
 #: (--demos-from-qa) and the adapter's training questions.

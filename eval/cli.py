@@ -10,7 +10,8 @@ from pathlib import Path
 import typer
 
 from rag.cli_answer import BASE_URL_HELP, CONTEXT_WINDOW_HELP, TOKENIZER_HELP
-from rag.variants import DEFAULT_K, VARIANTS
+from rag.defaults import DEFAULT_K
+from rag.variants import VARIANTS
 
 VARIANTS_HELP = (
     f"Comma-separated variants: {', '.join(VARIANTS)} "

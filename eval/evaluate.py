@@ -28,11 +28,11 @@ from eval.search_modes import measure_modes, measured
 from eval.split import check_no_leakage
 from eval.summary import Summary
 from eval.variants import default_variants, get_variant, plan_runs
+from rag.defaults import DEFAULT_K
 from rag.errors import ConfigError
 from rag.generate.remote import REMOTE_ADAPTER, Remote
 from rag.prompt import templates_digest
 from rag.retrieve import parse_mode
-from rag.variants import DEFAULT_K
 
 if TYPE_CHECKING:
     from rag.pipeline import Pipeline

@@ -25,9 +25,9 @@ from eval.lora import TrainConfig, TrainExample, train_lora
 from eval.qa import QAItem, load_qa, read_qa_jsonl, sample, write_qa_jsonl
 from eval.split import check_no_leakage, split_by_question
 from eval.variants import VARIANTS, holds_gold, oracle_context
+from rag.defaults import DEFAULT_K
 from rag.errors import ConfigError
 from rag.types import Chunk, Message
-from rag.variants import DEFAULT_K
 
 if TYPE_CHECKING:
     from rag.pipeline import AskOptions, Pipeline

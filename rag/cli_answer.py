@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from rag.variants import DEFAULT_K, DEFAULT_VARIANT, VARIANTS
+from rag.defaults import DEFAULT_K
+from rag.variants import DEFAULT_VARIANT, VARIANTS
 
 if TYPE_CHECKING:
     from rag.pipeline import AskOptions, Pipeline

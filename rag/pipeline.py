@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from rag.citations import is_refusal, resolve_citations
 from rag.conversation import condense_query
+from rag.defaults import DEFAULT_K
 from rag.errors import ConfigError
 from rag.examples import ExampleBank
 from rag.generate.base import GenerationConfig, Generator
@@ -22,7 +23,6 @@ from rag.grounding import copied_from_demos, quoted_blocks
 from rag.prompt import PromptBuild, PromptBuilder
 from rag.retrieve import Retriever, SearchMode, parse_mode
 from rag.types import Answer, Chunk, Citation, Hit, Message, Timings
-from rag.variants import DEFAULT_K
 
 if TYPE_CHECKING:
     from rag.embed import Embedder

@@ -15,8 +15,8 @@ from platformdirs import user_cache_dir
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rag.defaults import DEFAULT_K
 from rag.errors import ConfigError
-from rag.variants import DEFAULT_K
 
 if TYPE_CHECKING:
     from rag.generate.remote import Remote

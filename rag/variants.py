@@ -23,12 +23,6 @@ if TYPE_CHECKING:
 #: What a request that names no variant gets: the product, and the report's baseline.
 DEFAULT_VARIANT = "rag-few-shot"
 
-#: Passages per prompt when neither the request nor a settings.json says. Three: in the decision
-#: report's k sweep fewer passages read as well or better (bank FAQ F1 0.58 at k=3, 0.54 at 5,
-#: n=60; SQuAD rag-few-shot: see the README), and a prompt of three is ~330 tokens shorter, which
-#: on a CPU is most of an answer's wait.
-DEFAULT_K = 3
-
 
 @dataclass(frozen=True)
 class VariantConfig:
