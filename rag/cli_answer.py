@@ -32,7 +32,10 @@ VARIANT_HELP = (
     f"{', '.join(n for n, v in VARIANTS.items() if not v.oracle)} "
     f"(default: {DEFAULT_VARIANT}; lora-rag with --adapter)."
 )
-SHOTS_HELP = "Demonstrations in the prompt, for the variants that show them [settings, else 2]."
+SHOTS_HELP = (
+    "Demonstrations in the prompt, for the variants that show them (default: the settings "
+    "file's, else 2)."
+)
 BASE_URL_HELP = (
     "Generate with this OpenAI-compatible server (vLLM, llama.cpp, TGI), e.g. "
     "http://gpu-box:8000/v1; --model names its model (default: RAG_BASE_URL)."
@@ -44,7 +47,7 @@ CONTEXT_WINDOW_HELP = (
 TOKENIZER_HELP = (
     "A registry model whose tokenizer counts prompts for a server without a tokenize endpoint."
 )
-K_HELP = f"Passages to retrieve [settings, else {DEFAULT_K}]."
+K_HELP = f"Passages to retrieve (default: the settings file's, else {DEFAULT_K})."
 SETTINGS_HELP = (
     "Answering defaults (k, shots, mode) from this settings.json, as `rag eval` writes it "
     "(default: the index folder's settings.json, when there is one)."
@@ -169,7 +172,7 @@ def register(app: typer.Typer) -> None:
         k: int | None = typer.Option(None, "--k", help=K_HELP),
         shots: int | None = typer.Option(None, "--shots", help=SHOTS_HELP),
         mode: str | None = typer.Option(
-            None, "--mode", help=MODE_HELP + " [settings, else hybrid]"
+            None, "--mode", help=MODE_HELP + " (Default: the settings file's, else hybrid.)"
         ),
         settings_file: Path | None = typer.Option(None, "--settings", help=SETTINGS_HELP),
         min_score: float | None = typer.Option(

@@ -14,6 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from rag.cli import build_app
+from rag.defaults import DEFAULT_K
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBCOMMANDS = ["ingest", "ask", "chat", "search", "serve", "eval", "finetune", "models", "corpora"]
@@ -29,6 +30,21 @@ def test_help_lists_every_subcommand() -> None:
     text = help_text()
     for name in SUBCOMMANDS:
         assert re.search(rf"^\W*{name}\s", text, re.MULTILINE), f"{name} missing from:\n{text}"
+
+
+def test_answering_help_states_each_default() -> None:
+    """The defaults are written in the help text, not eaten as markup (``[...]`` would be)."""
+    passages_and_shots = (f"else {DEFAULT_K})", "else 2)")
+    for command, defaults in (
+        ("ask", (*passages_and_shots, "else hybrid.")),
+        ("chat", passages_and_shots),  # chat has no --mode: it takes the settings file's
+    ):
+        result = CliRunner().invoke(
+            build_app(), [command, "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"}
+        )
+        text = " ".join(result.output.replace("│", " ").split())
+        for default in defaults:
+            assert default in text, f"{command} --help lacks {default!r}:\n{result.output}"
 
 
 def test_help_imports_no_heavy_library() -> None:
