@@ -39,4 +39,4 @@ def test_one_run_compares_passage_counts_on_the_sample_corpus(tmp_path: Path) ->
         assert found, line
         prompts[int(found[1])] = int(found[2])
         assert "overhead over the bare call" in line and "gold document retrieved" in line
-    assert 0 < prompts[1] < prompts[2]  # a second passage makes every prompt longer
+    assert 0 < prompts[1] < prompts[2]  # a second passage lengthens the median prompt
