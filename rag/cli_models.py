@@ -32,7 +32,8 @@ def register(app: typer.Typer) -> None:
     def list_command(
         as_json: bool = typer.Option(False, "--json", help="Print one JSON array."),
     ) -> None:
-        """Show every registry model: installed or not, converted or not, size on disk."""
+        """Show every registry model: installed or not, size on disk (with what was made from
+        it), and the engines it is prepared for."""
         from rag.models import list_models
         from rag.settings import load_settings
 
@@ -41,12 +42,12 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps([row.to_dict() for row in rows], indent=2))
             return
-        typer.echo(f"{'NAME':<14} {'KIND':<10} {'INSTALLED':<10} {'CONVERTED':<10} {'SIZE':>9}")
+        typer.echo(f"{'NAME':<14} {'KIND':<10} {'INSTALLED':<10} {'SIZE':>9}  PREPARED FOR")
         for row in rows:
-            converted = ("yes" if row.converted else "no") if row.kind == "generator" else "n/a"
+            prepared = (", ".join(row.prepared) or "-") if row.kind == "generator" else "n/a"
             typer.echo(
                 f"{row.name:<14} {row.kind:<10} {'yes' if row.installed else 'no':<10} "
-                f"{converted:<10} {_size(row.size_on_disk):>9}"
+                f"{_size(row.size_on_disk):>9}  {prepared}"
             )
         from rag.generate import choose_engine
 

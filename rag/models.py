@@ -80,12 +80,15 @@ class ModelStatus:
     name: str
     kind: Kind
     installed: bool
+    #: The Hugging Face folder (what transformers loads) is in the cache.
     converted: bool
-    #: Bytes of the installed carrier files plus the converted folder.
+    #: Bytes of the installed carrier files plus everything made from them in the cache.
     size_on_disk: int
     licence: str
     description: str
     folder: Path | None
+    #: The engines whose files for this model are in the cache (``prepared_engines``).
+    prepared: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -97,6 +100,7 @@ class ModelStatus:
             "licence": self.licence,
             "description": self.description,
             "folder": str(self.folder) if self.folder else None,
+            "prepared": list(self.prepared),
         }
 
 
@@ -362,7 +366,7 @@ def list_models(cache_dir: Path) -> list[ModelStatus]:
                 if spec.loader == "folder"
                 else sum(p.stat().st_size for p in parts)
             )
-        size += _tree_bytes(folder) if converted else 0
+        size += sum(_tree_bytes(made) for made in engine_folders(spec.name, cache_dir))
         rows.append(
             ModelStatus(
                 name=spec.name,
@@ -375,9 +379,30 @@ def list_models(cache_dir: Path) -> list[ModelStatus]:
                 folder=folder
                 if converted
                 else (parts[0].parent if parts and spec.loader == "folder" else None),
+                prepared=prepared_engines(spec.name, cache_dir) if spec.loader == "gguf" else (),
             )
         )
     return rows
+
+
+def ct2_base_path(name: str, cache_dir: Path) -> Path:
+    """Where CTranslate2's int8 conversion of registry model ``name`` lives (LoRA merges beside
+    it, named after it: ``rag.generate.ct2_convert.ct2_path``)."""
+    return cache_dir / "ct2" / f"{name}-int8"
+
+
+def prepared_engines(name: str, cache_dir: Path) -> tuple[str, ...]:
+    """The engines whose files for registry model ``name`` are in the cache, finished (what
+    `rag models pull` or a first answer made): CTranslate2's int8 folder, the verified GGUF
+    llama.cpp loads, the Hugging Face folder transformers loads."""
+    from rag.convert import has_marker
+
+    folders = {
+        "ctranslate2": ct2_base_path(name, cache_dir),
+        "llama.cpp": cache_dir / "gguf" / name,
+        "transformers": converted_folder(name, cache_dir),
+    }
+    return tuple(engine for engine, folder in folders.items() if has_marker(folder))
 
 
 # -- what a native engine loads: the GGUF itself and the tokenizer beside it ---------------------
@@ -417,5 +442,6 @@ def engine_folders(name: str, cache_dir: Path) -> list[Path]:
         cache_dir / "gguf" / name,
         cache_dir / "tokenizers" / name,
     ]
-    made += sorted((cache_dir / "ct2").glob(f"{name}-int8*"))
+    ct2 = ct2_base_path(name, cache_dir)
+    made += sorted(ct2.parent.glob(f"{ct2.name}*"))
     return [folder for folder in made if folder.exists()]

@@ -48,8 +48,12 @@ def ct2_folder(name: str, cache_dir: Path, adapter: Path | None = None) -> Path:
 
 def ct2_path(name: str, cache_dir: Path, adapter: Path | None = None) -> Path:
     """Where ``ct2_folder`` keeps model ``name`` (with ``adapter`` merged), converted or not."""
-    label = f"{name}-int8" if adapter is None else f"{name}-int8-lora-{adapter_digest(adapter)}"
-    return cache_dir / "ct2" / label
+    from rag.models import ct2_base_path
+
+    base = ct2_base_path(name, cache_dir)
+    if adapter is None:
+        return base
+    return base.with_name(f"{base.name}-lora-{adapter_digest(adapter)}")
 
 
 def adapter_digest(adapter: Path) -> str:

@@ -199,6 +199,7 @@ def test_model_folder_converts_a_registry_model_on_first_use(
     assert folder == cache / "models" / "smollm2-135m" and (folder / MARKER).is_file()
     row = next(r for r in list_models(cache) if r.name == "smollm2-135m")
     assert row.installed and row.converted and row.size_on_disk > 0 and row.folder == folder
+    assert "transformers" in row.prepared and "ctranslate2" not in row.prepared
 
 
 def test_list_models_reports_every_registry_model(tmp_path: Path) -> None:
@@ -206,8 +207,41 @@ def test_list_models_reports_every_registry_model(tmp_path: Path) -> None:
     assert set(rows) == set(REGISTRY)
     assert rows["smollm2-135m"].installed and not rows["smollm2-135m"].converted
     assert rows["smollm2-135m"].size_on_disk == get_spec("smollm2-135m").size_bytes
+    assert rows["smollm2-135m"].prepared == () and rows["minilm"].prepared == ()
     assert rows["minilm"].kind == "embedder" and rows["minilm"].installed
     assert json.loads(json.dumps(rows["qwen2.5-1.5b"].to_dict()))["licence"] == "Apache-2.0"
+
+
+def test_list_models_names_the_engines_a_model_is_prepared_for(tmp_path: Path) -> None:
+    """A finished CTranslate2 folder (its marker written last) counts, with its bytes; one that
+    a crash left without its marker does not."""
+    ct2 = tmp_path / "ct2" / "smollm2-135m-int8"
+    ct2.mkdir(parents=True)
+    (ct2 / "model.bin").write_bytes(b"x" * 1000)
+    row = next(r for r in list_models(tmp_path) if r.name == "smollm2-135m")
+    assert row.prepared == ()
+    (ct2 / MARKER).write_text("{}")
+    row = next(r for r in list_models(tmp_path) if r.name == "smollm2-135m")
+    assert row.prepared == ("ctranslate2",)
+    assert json.loads(json.dumps(row.to_dict()))["prepared"] == ["ctranslate2"]
+    assert row.size_on_disk >= (get_spec("smollm2-135m").size_bytes or 0) + 1000
+
+
+def test_models_list_prints_the_engines_each_model_is_ready_for(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rag.cli import build_app
+
+    ct2 = tmp_path / "ct2" / "smollm2-135m-int8"
+    ct2.mkdir(parents=True)
+    (ct2 / MARKER).write_text("{}")
+    env = {"RAG_CACHE_DIR": str(tmp_path), "COLUMNS": "120", "NO_COLOR": "1"}
+    result = CliRunner().invoke(build_app(), ["models", "list"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+    assert lines["NAME"].endswith("PREPARED FOR")
+    assert lines["smollm2-135m"].endswith("  ctranslate2")
+    assert lines["qwen2.5-0.5b"].endswith("  -") and lines["minilm"].endswith("  n/a")
 
 
 def test_pull_runs_pip_in_this_interpreter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
