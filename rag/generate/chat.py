@@ -27,9 +27,7 @@ MAX_CONTEXT = 8192
 
 def render_chat(tokenizer: Any, messages: Sequence[Message]) -> str:
     """The prompt text the model sees: the chat template, always with a system message."""
-    chat = [{"role": m.role, "content": m.content} for m in messages]
-    if not chat or chat[0]["role"] != "system":
-        chat.insert(0, {"role": "system", "content": DEFAULT_SYSTEM})
+    chat = [{"role": m.role, "content": m.content} for m in with_system(messages)]
     if tokenizer.chat_template:
         return str(tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))
     # A base model without a template: a plain transcript it can continue.
@@ -37,9 +35,17 @@ def render_chat(tokenizer: Any, messages: Sequence[Message]) -> str:
     return "\n\n".join([*lines, "Assistant:"])
 
 
+def with_system(messages: Sequence[Message]) -> list[Message]:
+    """``messages`` as a prompt renders them: opening with the caller's system message, or
+    ``DEFAULT_SYSTEM`` when there is none."""
+    if messages and messages[0].role == "system":
+        return list(messages)
+    return [Message(role="system", content=DEFAULT_SYSTEM), *messages]
+
+
 def system_text(messages: Sequence[Message]) -> str:
-    """The system message a rendered prompt opens with: the caller's, or ``DEFAULT_SYSTEM``."""
-    return messages[0].content if messages and messages[0].role == "system" else DEFAULT_SYSTEM
+    """The system message a rendered prompt opens with."""
+    return with_system(messages)[0].content
 
 
 def system_turn(tokenizer: Any, system: str) -> str:
