@@ -358,7 +358,8 @@ def list_models(cache_dir: Path) -> list[ModelStatus]:
     for spec in REGISTRY.values():
         parts = carrier_paths(spec)
         folder = converted_folder(spec.name, cache_dir)
-        converted = spec.loader == "gguf" and is_converted(spec.name, cache_dir)
+        prepared = prepared_engines(spec.name, cache_dir) if spec.loader == "gguf" else ()
+        converted = "transformers" in prepared
         size = 0
         if parts is not None:
             size = (
@@ -379,10 +380,15 @@ def list_models(cache_dir: Path) -> list[ModelStatus]:
                 folder=folder
                 if converted
                 else (parts[0].parent if parts and spec.loader == "folder" else None),
-                prepared=prepared_engines(spec.name, cache_dir) if spec.loader == "gguf" else (),
+                prepared=prepared,
             )
         )
     return rows
+
+
+def gguf_folder(name: str, cache_dir: Path) -> Path:
+    """Where the verified GGUF of registry model ``name`` is published (joined, when split)."""
+    return cache_dir / "gguf" / name
 
 
 def ct2_base_path(name: str, cache_dir: Path) -> Path:
@@ -399,7 +405,7 @@ def prepared_engines(name: str, cache_dir: Path) -> tuple[str, ...]:
 
     folders = {
         "ctranslate2": ct2_base_path(name, cache_dir),
-        "llama.cpp": cache_dir / "gguf" / name,
+        "llama.cpp": gguf_folder(name, cache_dir),
         "transformers": converted_folder(name, cache_dir),
     }
     return tuple(engine for engine, folder in folders.items() if has_marker(folder))
@@ -419,7 +425,7 @@ def gguf_path(name: str, cache_dir: Path) -> Path:
         )
     from rag.convert import publish_gguf
 
-    return publish_gguf(spec, parts, cache_dir / "gguf" / spec.name)
+    return publish_gguf(spec, parts, gguf_folder(spec.name, cache_dir))
 
 
 def tokenizer_folder(name: str, cache_dir: Path) -> Path:
@@ -439,7 +445,7 @@ def engine_folders(name: str, cache_dir: Path) -> list[Path]:
     """Every cached folder made from ``name``'s carriers (what ``pull --force`` removes)."""
     made = [
         converted_folder(name, cache_dir),
-        cache_dir / "gguf" / name,
+        gguf_folder(name, cache_dir),
         cache_dir / "tokenizers" / name,
     ]
     ct2 = ct2_base_path(name, cache_dir)
