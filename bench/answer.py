@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rag.defaults import DEFAULT_K
+from rag.defaults import DEFAULT_K, DEFAULT_SHOTS
 from rag.generate.ct2_backend import CT2Generator
 from rag.pipeline import AskOptions, build_pipeline
 from rag.settings import load_settings
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument(
         "--k", default=str(DEFAULT_K), help="passages per prompt; comma-separated to compare"
     )
-    parser.add_argument("--shots", type=int, default=2)
+    parser.add_argument("--shots", type=int, default=DEFAULT_SHOTS)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument(
         "--engines",

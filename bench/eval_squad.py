@@ -31,7 +31,7 @@ from eval.finetune import FinetuneRequest, finetune
 from eval.lora import TrainConfig
 from eval.qa import load_qa, sample, write_qa_jsonl
 from eval.split import find_leaks
-from rag.defaults import DEFAULT_K
+from rag.defaults import DEFAULT_K, DEFAULT_SHOTS
 from rag.settings import load_settings
 
 #: Questions evaluated per set: the bank FAQ has 99, and the rest must supply demonstrations
@@ -155,7 +155,7 @@ def arguments(description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=DEFAULT_K)
-    parser.add_argument("--shots", type=int, default=2)
+    parser.add_argument("--shots", type=int, default=DEFAULT_SHOTS)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--target", type=float, default=0.7)

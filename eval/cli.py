@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from rag.cli_answer import BASE_URL_HELP, CONTEXT_WINDOW_HELP, TOKENIZER_HELP
-from rag.defaults import DEFAULT_K
+from rag.defaults import DEFAULT_K, DEFAULT_SHOTS
 from rag.variants import VARIANTS
 
 VARIANTS_HELP = (
@@ -54,7 +54,9 @@ def register(app: typer.Typer) -> None:
             help="Retrieval for the runs: hybrid, dense or keyword (the report compares all "
             "three on the gold documents either way).",
         ),
-        shots: int = typer.Option(2, "--shots", help="Demonstrations for the few-shot variants."),
+        shots: int = typer.Option(
+            DEFAULT_SHOTS, "--shots", help="Demonstrations for the few-shot variants."
+        ),
         shots_sweep: bool = typer.Option(
             True, "--shots-sweep/--no-shots-sweep", help="Also run retrieval with 0/1/3/5 demos."
         ),
@@ -186,7 +188,9 @@ def register(app: typer.Typer) -> None:
         k: int = typer.Option(
             DEFAULT_K, "--k", help="Passages per training prompt (--with-context)."
         ),
-        shots: int = typer.Option(2, "--shots", help="Demonstrations per prompt (--with-context)."),
+        shots: int = typer.Option(
+            DEFAULT_SHOTS, "--shots", help="Demonstrations per prompt (--with-context)."
+        ),
         steps: int | None = typer.Option(
             None, "--steps", help="Optimizer steps (overrides epochs)."
         ),

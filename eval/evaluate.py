@@ -28,7 +28,7 @@ from eval.search_modes import measure_modes, measured
 from eval.split import check_no_leakage
 from eval.summary import Summary
 from eval.variants import default_variants, get_variant, plan_runs
-from rag.defaults import DEFAULT_K
+from rag.defaults import DEFAULT_K, DEFAULT_SHOTS
 from rag.errors import ConfigError
 from rag.generate.remote import REMOTE_ADAPTER, Remote
 from rag.prompt import templates_digest
@@ -58,7 +58,7 @@ class EvalRequest:
     k: int = DEFAULT_K
     #: The search mode of the retrieval runs (the report compares every mode's recall anyway).
     mode: str = "hybrid"
-    shots: int = 2
+    shots: int = DEFAULT_SHOTS
     sweep: tuple[int, ...] = SWEEP
     k_sweep: tuple[int, ...] = K_SWEEP
     target: float | None = None

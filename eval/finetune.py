@@ -25,7 +25,7 @@ from eval.lora import TrainConfig, TrainExample, train_lora
 from eval.qa import QAItem, load_qa, read_qa_jsonl, sample, write_qa_jsonl
 from eval.split import check_no_leakage, split_by_question
 from eval.variants import VARIANTS, holds_gold, oracle_context
-from rag.defaults import DEFAULT_K
+from rag.defaults import DEFAULT_K, DEFAULT_SHOTS
 from rag.errors import ConfigError
 from rag.types import Chunk, Message
 
@@ -53,7 +53,7 @@ class FinetuneRequest:
     seed: int = 0
     with_context: bool = False
     k: int = DEFAULT_K
-    shots: int = 2
+    shots: int = DEFAULT_SHOTS
     #: With context: the share of examples whose prompt is guaranteed the gold passage.
     gold_fraction: float = 0.8
     leakage_threshold: float = 0.8

@@ -29,6 +29,7 @@ from eval.qa_filters import (
     parse_question,
 )
 from eval.qa_prompts import GenerationDemo, judge_chat, question_chat, unanswerable_chat
+from rag.defaults import DEFAULT_SHOTS
 from rag.errors import ConfigError
 from rag.generate.base import GenerationConfig
 from rag.retrieve import parse_mode
@@ -55,7 +56,7 @@ class CandidateSettings:
     k: int = 5
     mode: str = "hybrid"
     #: Demonstrations in the round trip's prompt.
-    shots: int = 2
+    shots: int = DEFAULT_SHOTS
     max_new_tokens: int = 64
     seed: int = 0
     #: Where the rows came from: model, seed, prompts digest.

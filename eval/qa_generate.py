@@ -37,6 +37,7 @@ from eval.qa_candidates import (
 )
 from eval.qa_filters import ANSWERABLE_CHECKS, UNANSWERABLE_CHECKS, DuplicateGuard, FilterSettings
 from eval.qa_prompts import DEFAULT_DEMOS, load_demos, prompts_digest
+from rag.defaults import DEFAULT_SHOTS
 from rag.errors import ConfigError
 from rag.retrieve import parse_mode
 from rag.types import Chunk
@@ -72,7 +73,7 @@ class GenerateRequest:
     k: int = 5
     mode: str = "hybrid"
     #: Demonstrations in the round trip's prompt.
-    shots: int = 2
+    shots: int = DEFAULT_SHOTS
     batch_size: int = 4
     max_new_tokens: int = 64
     demos: Path = DEFAULT_DEMOS

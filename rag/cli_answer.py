@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from rag.defaults import DEFAULT_K
+from rag.defaults import DEFAULT_K, DEFAULT_SHOTS
 from rag.variants import DEFAULT_VARIANT, VARIANTS
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ VARIANT_HELP = (
 )
 SHOTS_HELP = (
     "Demonstrations in the prompt, for the variants that show them (default: the settings "
-    "file's, else 2)."
+    f"file's, else {DEFAULT_SHOTS})."
 )
 BASE_URL_HELP = (
     "Generate with this OpenAI-compatible server (vLLM, llama.cpp, TGI), e.g. "

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from rag.citations import is_refusal, resolve_citations
 from rag.conversation import condense_query
-from rag.defaults import DEFAULT_K
+from rag.defaults import DEFAULT_K, DEFAULT_SHOTS
 from rag.errors import ConfigError
 from rag.examples import ExampleBank
 from rag.generate.base import GenerationConfig, Generator
@@ -38,7 +38,7 @@ class AskOptions:
     """How to answer one question. ``min_score=None`` means the pipeline's default floor."""
 
     k: int = DEFAULT_K
-    shots: int = 2
+    shots: int = DEFAULT_SHOTS
     retrieval: bool = True
     source_glob: str | None = None
     doc_ids: tuple[str, ...] = ()

@@ -15,7 +15,7 @@ from platformdirs import user_cache_dir
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rag.defaults import DEFAULT_K
+from rag.defaults import DEFAULT_K, DEFAULT_SHOTS
 from rag.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class AnswerDefaults(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     k: int = Field(default=DEFAULT_K, ge=1, le=100)
-    shots: int = Field(default=2, ge=0, le=20)
+    shots: int = Field(default=DEFAULT_SHOTS, ge=0, le=20)
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
     #: The file the values came from (None: the built-in defaults).
     source: Path | None = Field(default=None, exclude=True)

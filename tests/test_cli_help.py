@@ -14,7 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from rag.cli import build_app
-from rag.defaults import DEFAULT_K
+from rag.defaults import DEFAULT_K, DEFAULT_SHOTS
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBCOMMANDS = ["ingest", "ask", "chat", "search", "serve", "eval", "finetune", "models", "corpora"]
@@ -34,7 +34,7 @@ def test_help_lists_every_subcommand() -> None:
 
 def test_answering_help_states_each_default() -> None:
     """The defaults are written in the help text, not eaten as markup (``[...]`` would be)."""
-    passages_and_shots = (f"else {DEFAULT_K})", "else 2)")
+    passages_and_shots = (f"else {DEFAULT_K})", f"else {DEFAULT_SHOTS})")
     for command, defaults in (
         ("ask", (*passages_and_shots, "else hybrid.")),
         ("chat", passages_and_shots),  # chat has no --mode: it takes the settings file's
