@@ -5,8 +5,9 @@ real third-party backend for the remote-generation tests.
 
 Run as a script, this file starts `python -m llama_cpp.server` with its arguments, after one
 change to how the model loads: where the library was built with AMX kernels, the weights are not
-repacked into AMX buffers (``use_extra_bufts = False``). The VMs these tests run on do not grant
-AMX tile state to processes, and the AMX path then dies with SIGSEGV on the first completion.
+repacked into AMX buffers (``use_extra_bufts = False``). On the VMs these tests run on llama.cpp's
+AMX path dies with SIGSEGV on the first completion (llama.cpp issue 20824), though AMX works there
+for torch.
 """
 
 from __future__ import annotations

@@ -56,3 +56,33 @@ def test_lora_bench_times_an_engine_and_leaves_no_conversion_behind() -> None:
     table = done.stdout.split("rank-16 LoRA")[1]
     assert "llama.cpp" in table and "first load s" in table and "answer ms" in table
     assert sorted((cache / "adapters").glob("*.gguf")) == before
+
+
+def test_limits_probe_measures_kernels_and_engines_by_prompt_length(tmp_path: Path) -> None:
+    out = tmp_path / "limits.json"
+    cache = os.environ["RAG_TEST_CACHE"]
+    done = subprocess.run(
+        [sys.executable, "bench/cpu_limits.py", "--small", "--out", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "RAG_CACHE_DIR": cache},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["model"] == "smollm2-135m"
+    kernels = figures["torch"]
+    assert set(kernels["prefill_gflops"]) == {"float32", "bfloat16"}
+    assert all(v > 0 for v in kernels["prefill_gflops"].values())
+    decode = kernels["decode"]
+    for kind in ("float32", "bfloat16", "int8", "int4"):
+        assert decode[kind]["ms"] > 0 and decode[kind]["gbps"] > 0, (kind, decode[kind])
+    # What a step reads follows the storage: 4, 2, 1 and ~0.6 bytes a weight (scales included).
+    sizes = [decode[kind]["mb"] for kind in ("float32", "bfloat16", "int8", "int4")]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] == 2 * sizes[1]
+    for engine in ("ctranslate2", "llama.cpp"):
+        rows = figures["engines"][engine]
+        assert set(rows) == {"8", "64"}, (engine, rows)
+        assert all(r["prefill_tok_s"] > 0 and r["decode_ms"] > 0 for r in rows.values())
+    assert "engines by prompt length" in done.stdout
