@@ -80,8 +80,6 @@ class ModelStatus:
     name: str
     kind: Kind
     installed: bool
-    #: The Hugging Face folder (what transformers loads) is in the cache.
-    converted: bool
     #: Bytes of the installed carrier files plus everything made from them in the cache.
     size_on_disk: int
     licence: str
@@ -89,6 +87,11 @@ class ModelStatus:
     folder: Path | None
     #: The engines whose files for this model are in the cache (``prepared_engines``).
     prepared: tuple[str, ...] = ()
+
+    @property
+    def converted(self) -> bool:
+        """The Hugging Face folder (what transformers loads) is in the cache."""
+        return "transformers" in self.prepared
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -373,7 +376,6 @@ def list_models(cache_dir: Path) -> list[ModelStatus]:
                 name=spec.name,
                 kind=spec.kind,
                 installed=parts is not None,
-                converted=converted,
                 size_on_disk=size,
                 licence=spec.licence,
                 description=spec.description,
