@@ -60,7 +60,7 @@ def main() -> None:
         "--engines",
         "--engine",
         default=settings.engine,
-        help="comma-separated: auto, ctranslate2, llama.cpp, transformers",
+        help="comma-separated: auto, openvino, ctranslate2, llama.cpp, transformers",
     )
     parser.add_argument("--bare", action="store_true", help="also time the bare engine call")
     parser.add_argument(

@@ -173,7 +173,7 @@ def arguments(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--smoke", action="store_true", help="label the reports a smoke run")
     parser.add_argument("--work", type=Path, default=Path(".data/eval-bench"))
     parser.add_argument(
-        "--engine", default="auto", help="auto, ctranslate2, llama.cpp or transformers"
+        "--engine", default="auto", help="auto, openvino, ctranslate2, llama.cpp or transformers"
     )
     parser.add_argument(
         "--against", default=None, help="a model evaluated before in --work: paired F1 diff"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from rag.cli_answer import BASE_URL_HELP, CONTEXT_WINDOW_HELP, TOKENIZER_HELP
+from rag.cli_answer import BASE_URL_HELP, CONTEXT_WINDOW_HELP, ENGINE_HELP, TOKENIZER_HELP
 from rag.defaults import DEFAULT_K, DEFAULT_SHOTS
 from rag.variants import VARIANTS
 
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
         engine: str | None = typer.Option(
             None,
             "--engine",
-            help="auto, ctranslate2, llama.cpp or transformers (default: RAG_ENGINE or auto).",
+            help=ENGINE_HELP,
         ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
         base_url: str | None = typer.Option(None, "--base-url", help=BASE_URL_HELP),

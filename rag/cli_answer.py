@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from rag.defaults import DEFAULT_K, DEFAULT_SHOTS
+from rag.generate import ENGINES
 from rag.variants import DEFAULT_VARIANT, VARIANTS
 
 if TYPE_CHECKING:
@@ -52,7 +53,10 @@ SETTINGS_HELP = (
     "Answering defaults (k, shots, mode) from this settings.json, as `rag eval` writes it "
     "(default: the index folder's settings.json, when there is one)."
 )
-ENGINE_HELP = "Engine: auto, ctranslate2, llama.cpp or transformers (default: RAG_ENGINE or auto)."
+ENGINE_HELP = (
+    f"Engine: {', '.join(ENGINES[:-1])} or {ENGINES[-1]} (default: RAG_ENGINE or auto; on the "
+    "CPU auto takes the first of openvino, ctranslate2 and llama.cpp that can run the model)."
+)
 
 
 def _source_line(marker: int, chunk: Chunk) -> str:

@@ -399,13 +399,20 @@ def ct2_base_path(name: str, cache_dir: Path) -> Path:
     return cache_dir / "ct2" / f"{name}-int8"
 
 
+def openvino_base_path(name: str, cache_dir: Path) -> Path:
+    """Where the Q8_0 GGUF OpenVINO reads for registry model ``name`` lives (LoRA merges beside
+    it: ``rag.generate.openvino_convert.openvino_path``)."""
+    return cache_dir / "openvino" / f"{name}-q8_0"
+
+
 def prepared_engines(name: str, cache_dir: Path) -> tuple[str, ...]:
     """The engines whose files for registry model ``name`` are in the cache, finished (what
-    `rag models pull` or a first answer made): CTranslate2's int8 folder, the verified GGUF
-    llama.cpp loads, the Hugging Face folder transformers loads."""
+    `rag models pull` or a first answer made): OpenVINO's Q8_0 GGUF, CTranslate2's int8 folder,
+    the verified GGUF llama.cpp loads, the Hugging Face folder transformers loads."""
     from rag.convert import has_marker
 
     folders = {
+        "openvino": openvino_base_path(name, cache_dir),
         "ctranslate2": ct2_base_path(name, cache_dir),
         "llama.cpp": gguf_folder(name, cache_dir),
         "transformers": converted_folder(name, cache_dir),
@@ -450,6 +457,6 @@ def engine_folders(name: str, cache_dir: Path) -> list[Path]:
         gguf_folder(name, cache_dir),
         cache_dir / "tokenizers" / name,
     ]
-    ct2 = ct2_base_path(name, cache_dir)
-    made += sorted(ct2.parent.glob(f"{ct2.name}*"))
+    for base in (ct2_base_path(name, cache_dir), openvino_base_path(name, cache_dir)):
+        made += sorted(base.parent.glob(f"{base.name}*"))
     return [folder for folder in made if folder.exists()]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from rag.cli_answer import BASE_URL_HELP, CONTEXT_WINDOW_HELP, TOKENIZER_HELP
+from rag.cli_answer import BASE_URL_HELP, CONTEXT_WINDOW_HELP, ENGINE_HELP, TOKENIZER_HELP
 
 
 def register(app: typer.Typer) -> None:
@@ -54,8 +54,8 @@ def register(app: typer.Typer) -> None:
         concurrency: int | None = typer.Option(
             None,
             "--concurrency",
-            help="Generations at once (default: what the engine runs together: 2 for "
-            "CTranslate2, 4 for llama.cpp, 1 for transformers).",
+            help="Generations at once (default: what the engine runs together: 4 for "
+            "OpenVINO and llama.cpp, 2 for CTranslate2, 1 for transformers).",
         ),
         queue_size: int | None = typer.Option(
             None, "--queue-size", help="Requests that may wait for a slot before 429 [32]."
@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         engine: str | None = typer.Option(
             None,
             "--engine",
-            help="auto, ctranslate2, llama.cpp or transformers (default: RAG_ENGINE or auto).",
+            help=ENGINE_HELP,
         ),
     ) -> None:
         """Serve the chat API (OpenAI-compatible), the native API and the chat page at /."""

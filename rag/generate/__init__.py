@@ -1,9 +1,10 @@
 """Generators: one interface (`Generator.stream`); local engines and OpenAI-compatible HTTP.
 
 ``load_generator`` picks the local engine (``choose_engine``): transformers on a CUDA device
-(with the decode engine); on the CPU, CTranslate2 int8 converted once from the registry's GGUF
-(the fastest reader of long RAG prompts in `bench/cpu_generate.py`), or llama.cpp on the GGUF as
-it ships when asked for; transformers in fp32 for what neither runs (a Hugging Face folder).
+(with the decode engine); on the CPU, OpenVINO on the registry's GGUF re-quantized once to 8-bit
+blocks (the fastest in `bench/cpu_generate.py`, prompt and decode), else CTranslate2 int8 or
+llama.cpp on the GGUF as it ships; transformers in fp32 for what none runs (a Hugging Face
+folder).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ __all__ = [
 log = logging.getLogger("rag.generate")
 
 #: What ``--engine`` accepts: ``auto`` picks by device and model (see ``choose_engine``).
-ENGINES = ("auto", "ctranslate2", "llama.cpp", "transformers")
+ENGINES = ("auto", "openvino", "ctranslate2", "llama.cpp", "transformers")
 #: The engines that run a registry GGUF on the CPU, preferred first: (module, pip requirement).
 _CPU_ENGINES = {
+    "openvino": ("openvino_genai", "openvino-genai"),
     "ctranslate2": ("ctranslate2", "ctranslate2"),
     "llama.cpp": ("llama_cpp", "'rag-icl[llamacpp]' (llama-cpp-python, compiled at install)"),
 }
@@ -84,6 +86,10 @@ def load_generator(
     fell_back = chosen == "transformers" and why not in ("asked for", "CUDA device")
     if fell_back and name_or_path in REGISTRY:
         log.warning("generating with transformers on the CPU (slower): %s", why)
+    if chosen == "openvino":
+        from rag.generate.openvino_backend import OpenVINOGenerator
+
+        return OpenVINOGenerator(name_or_path, cache_dir=cache_dir, adapter=adapter)
     if chosen == "ctranslate2":
         from rag.generate.ct2_backend import CT2Generator
 
@@ -102,9 +108,10 @@ def choose_engine(
 ) -> tuple[str, str]:
     """The local engine for ``name_or_path`` and why it was chosen.
 
-    ``auto``: transformers on CUDA; on the CPU the first of CTranslate2 and llama.cpp that is
-    installed and can run the model (a registry name; for llama.cpp, an adapter it can apply),
-    else transformers with a warning. An explicit engine that cannot run it is a ConfigError.
+    ``auto``: transformers on CUDA; on the CPU the first of OpenVINO, CTranslate2 and llama.cpp
+    that is installed and can run the model (a registry name; for OpenVINO and llama.cpp, an
+    adapter they can apply), else transformers with a warning. An explicit engine that cannot
+    run it is a ConfigError.
     """
     if engine == "llamacpp":
         engine = "llama.cpp"
@@ -132,6 +139,10 @@ def choose_engine(
 def engine_capacity(engine: str, name_or_path: str, *, device: str | None = None) -> int:
     """Requests the chosen engine decodes together: what a server should let run at once."""
     chosen, _ = choose_engine(engine, name_or_path, device=device)
+    if chosen == "openvino":
+        from rag.generate.openvino_backend import DEFAULT_SLOTS as OPENVINO_SLOTS
+
+        return OPENVINO_SLOTS
     if chosen == "ctranslate2":
         from rag.generate.ct2_backend import DEFAULT_SLOTS
 
@@ -168,12 +179,12 @@ def _cpu_blocker(engine: str, name_or_path: str, cuda: bool, adapter: Path | Non
     module, requirement = _CPU_ENGINES[engine]
     if importlib.util.find_spec(module) is None:
         return f"{module} is not installed (pip install {requirement})"
-    if engine == "llama.cpp" and adapter is not None:
+    if engine in ("llama.cpp", "openvino") and adapter is not None:
         from rag.generate.lora_gguf import unsupported_reason
 
         reason = unsupported_reason(Path(adapter))
         if reason:
-            return f"llama.cpp cannot apply the adapter {adapter}: {reason}"
+            return f"{engine} cannot apply the adapter {adapter}: {reason}"
     return None
 
 
@@ -182,9 +193,10 @@ def prepare_model(
 ) -> tuple[str, Path]:
     """Convert what the chosen engine loads for registry model ``name``, once.
 
-    CTranslate2: its int8 folder; llama.cpp: the checked GGUF (and the tokenizer folder); both
-    skip the float32 Hugging Face folder, which transformers (and fine-tuning) convert to when
-    they first need it. Returns the engine and where its model is.
+    OpenVINO: the Q8_0 GGUF (and the tokenizer folder); CTranslate2: its int8 folder;
+    llama.cpp: the checked GGUF (and the tokenizer folder). All skip the float32 Hugging Face
+    folder, which transformers (and fine-tuning) convert to when they first need it. Returns
+    the engine and where its model is.
     """
     chosen, _ = choose_engine(engine, name, device=device)
     if chosen == "ctranslate2":
@@ -193,6 +205,11 @@ def prepare_model(
         return chosen, ct2_folder(name, cache_dir)
     from rag.models import gguf_path, model_folder, tokenizer_folder
 
+    if chosen == "openvino":
+        from rag.generate.openvino_convert import openvino_gguf
+
+        tokenizer_folder(name, cache_dir)
+        return chosen, openvino_gguf(name, cache_dir)
     if chosen == "llama.cpp":
         tokenizer_folder(name, cache_dir)
         return chosen, gguf_path(name, cache_dir)

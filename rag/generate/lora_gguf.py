@@ -76,9 +76,28 @@ def write_gguf_adapter(adapter: Path, base_gguf: Path, out: Path) -> None:
     import gguf
     import numpy as np
 
+    arch = _base_facts(base_gguf)[0]
+    alpha, pairs = gguf_lora_pairs(adapter, base_gguf)
+    writer = gguf.GGUFWriter(str(out), arch)
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
+    for target, (lora_a, lora_b) in sorted(pairs.items()):
+        writer.add_tensor(f"{target}.lora_a", np.ascontiguousarray(lora_a, dtype=np.float32))
+        writer.add_tensor(f"{target}.lora_b", np.ascontiguousarray(lora_b, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def gguf_lora_pairs(adapter: Path, base_gguf: Path) -> tuple[float, dict[str, tuple[Any, Any]]]:
+    """``adapter``'s alpha (``B @ A`` is scaled by alpha / rank, the rank being A's rows) and its
+    (A, B) matrices in float32 under the GGUF names of the weights they adapt, laid out like
+    those weights."""
     config = _config(adapter)
     arch, n_blocks, n_head, n_head_kv = _base_facts(base_gguf)
-    names = gguf.get_tensor_name_map(_arch_enum(arch), n_blocks)
+    names = gguf_names(arch, n_blocks)
     rank = int(config["r"])
     alpha = float(config.get("lora_alpha", rank))
     if config.get("use_rslora"):
@@ -92,21 +111,14 @@ def write_gguf_adapter(adapter: Path, base_gguf: Path, out: Path) -> None:
         if target is None:
             raise ConfigError(f"the adapter's module {module} has no counterpart in {arch}")
         pairs.setdefault(target, {})[part.split(".")[0]] = tensor.float().numpy()
-    writer = gguf.GGUFWriter(str(out), arch)
-    writer.add_type(gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
-    for target, pair in sorted(pairs.items()):
+    laid_out = {}
+    for target, pair in pairs.items():
         lora_a, lora_b = pair["A"], pair["B"]
         if arch == "llama" and target.endswith(("attn_q.weight", "attn_k.weight")):
             heads = n_head if target.endswith("attn_q.weight") else n_head_kv
             lora_b = _rope_permute(lora_b, heads)
-        writer.add_tensor(f"{target}.lora_a", np.ascontiguousarray(lora_a, dtype=np.float32))
-        writer.add_tensor(f"{target}.lora_b", np.ascontiguousarray(lora_b, dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+        laid_out[target] = (lora_a, lora_b)
+    return alpha, laid_out
 
 
 def _rope_permute(rows: Any, heads: int) -> Any:
@@ -149,10 +161,11 @@ def _base_facts(base_gguf: Path) -> tuple[str, int, int, int]:
     return arch, value("block_count"), heads, int(kv_field.contents()) if kv_field else heads
 
 
-def _arch_enum(arch: str) -> Any:
+def gguf_names(arch: str, n_blocks: int) -> Any:
+    """The gguf package's map from Hugging Face module names to ``arch``'s GGUF tensor names."""
     import gguf
 
     for enum, name in gguf.MODEL_ARCH_NAMES.items():
         if name == arch:
-            return enum
+            return gguf.get_tensor_name_map(enum, n_blocks)
     raise ConfigError(f"the gguf package does not know the architecture {arch!r}")

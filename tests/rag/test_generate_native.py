@@ -1,6 +1,7 @@
-"""The CPU engines (CTranslate2 int8, llama.cpp) on the real smollm2-135m GGUF, no fakes.
+"""The CPU engines (OpenVINO 8-bit, CTranslate2 int8, llama.cpp) on the real smollm2-135m GGUF,
+no fakes.
 
-Each test runs against both engines. The transformers backend is the reference: same prompt
+Each test runs against every engine. The transformers backend is the reference: same prompt
 token for token, and greedy answers that agree with it as far as quantization allows.
 """
 
@@ -22,7 +23,7 @@ from rag.models import model_folder
 from rag.types import Message
 
 MODEL = "smollm2-135m"
-ENGINES = ("ctranslate2", "llama.cpp")
+ENGINES = ("openvino", "ctranslate2", "llama.cpp")
 QUESTION = [Message("user", "Write two sentences about the river Seine in Paris.")]
 SHORT = [Message("user", "Say hello.")]
 PROMPTS = [
@@ -144,9 +145,9 @@ def test_a_batch_keeps_its_order_and_gives_the_single_answers(native: NativeGene
     if native.engine == "ctranslate2":  # one request per replica: the same arithmetic
         assert [r.text for r in batch] == [r.text for r in singles]
         return
-    # llama.cpp reads a prompt in chunks whose size depends on what else is in the step (and on
-    # the cached prefix), and kernels round differently per chunk size: a near-tie may flip
-    # later on. Each answer still starts as its own single answer, in the input order.
+    # llama.cpp and OpenVINO read a prompt in chunks whose size depends on what else is in the
+    # step (and on the cached prefix), and kernels round differently per chunk size: a near-tie
+    # may flip later on. Each answer still starts as its own single answer, in the input order.
     for i, result in enumerate(batch):
         shared = [common_prefix(result.text, s.text) for s in singles]
         assert shared.index(max(shared)) == i and shared[i] >= 10, (i, shared)
