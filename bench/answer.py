@@ -10,8 +10,8 @@ from a QA JSONL file, by default the bank corpus's. Needs the corpus fetched and
 ``--bare`` also sends each question's exact prompt (the messages ``ask`` built) straight to the
 generator, the engine call a user without rag would make: the difference from ``ask``, less
 retrieval, is rag's own overhead (template, token budget, citations, streaming). It is not
-timed on llama.cpp, whose prefix cache would hand the second call the prompt the first read
-(`bench/cpu_generate.py` compares it with the bare ``Llama`` on distinct prompts instead).
+timed on OpenVINO and llama.cpp, whose prefix caches would hand the second call the prompt the
+first read (`bench/cpu_generate.py` compares them with their bare calls on distinct prompts).
 ``--engines`` runs the same questions on several engines, and ``--k`` with several passage counts,
 one after the other, in one run (``--engines ctranslate2,transformers --k 3,5``).
 ``--whole-prompt`` has CTranslate2 read every prompt from its start instead of keeping the state
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace, engine: str, k: int, cache_dir: Path) -> str:
     options = AskOptions(k=k, shots=args.shots, max_new_tokens=args.max_new_tokens)
 
     columns = f"{'retr ms':>8} {'ttft ms':>8} {'tok/s':>6} {'prompt':>6} {'new':>4}"
-    bare_timed = args.bare and pipeline.generator.engine != "llama.cpp"
+    bare_timed = args.bare and pipeline.generator.engine not in ("openvino", "llama.cpp")
     columns += f" {'ask ms':>7} {'bare ms':>7}" if bare_timed else ""
     print(f"{columns} gold@k cited refused  question")
     retrieve, ttft, rates, prompts, found, cited, refused = [], [], [], [], 0, 0, 0

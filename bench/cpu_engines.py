@@ -1,6 +1,7 @@
-"""llama-cpp-python's own high-level ``Llama`` behind rag's ``NativeGenerator``, for the bench.
+"""Engines' own high-level calls behind rag's ``NativeGenerator``, for the bench: llama-cpp-python's
+``Llama`` and OpenVINO GenAI's ``LLMPipeline``.
 
-What a user would run instead of rag, on the same GGUF and the same prompt token ids: the
+What a user would run instead of rag, on the same weights and the same prompt token ids: the
 yardstick for rag's overhead around an engine. Only the engine differs from rag's backends; the
 tokenizer, EOS ids and text handling are rag's.
 """
@@ -70,4 +71,73 @@ class BareLlamaGenerator(NativeGenerator):
         self, batch: Sequence[Sequence[Message]], config: GenerationConfig
     ) -> list[GenerationResult]:
         """One after the other: a ``Llama`` holds one sequence (interleaving would mix them)."""
+        return [self.generate(messages, config) for messages in batch]
+
+
+class BareOpenVINOGenerator(NativeGenerator):
+    """OpenVINO GenAI's own ``LLMPipeline`` on the Q8_0 GGUF rag's backend reads: one request at
+    a time, no continuous batching or prefix cache, the engine call a user would make."""
+
+    engine = "openvino LLMPipeline"
+
+    def __init__(self, name: str, *, cache_dir: Path) -> None:
+        super().__init__(name, cache_dir=cache_dir)
+        self._pipeline: Any = None
+
+    def warm_up(self) -> None:
+        if self._pipeline is not None:
+            return
+        import openvino_genai
+
+        from rag.generate.openvino_convert import openvino_gguf
+
+        self.context_window  # noqa: B018 - loads the tokenizer first
+        gguf = openvino_gguf(self.name, self.cache_dir)
+        self._pipeline = openvino_genai.LLMPipeline(
+            str(gguf), "CPU", INFERENCE_NUM_THREADS=self.threads
+        )
+
+    def _tokens(self, prompt: list[int], budget: int, config: GenerationConfig) -> Iterator[int]:
+        import queue
+        import threading
+
+        import numpy as np
+        import openvino
+        import openvino_genai
+
+        self.warm_up()
+        options = openvino_genai.GenerationConfig()
+        options.max_new_tokens = budget
+        options.stop_token_ids = set(self.eos)
+        options.do_sample = config.temperature > 0
+        if options.do_sample:
+            options.temperature, options.top_p = config.temperature, config.top_p
+        ids: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+
+        class Streamer(openvino_genai.StreamerBase):  # type: ignore[misc]
+            def write(self, token: Any) -> Any:
+                for one in token if isinstance(token, list) else [token]:
+                    ids.put(int(one))
+                return openvino_genai.StreamingStatus.RUNNING
+
+            def end(self) -> None:
+                ids.put(None)
+
+        inputs = openvino.Tensor(np.asarray([prompt], dtype=np.int64))
+        worker = threading.Thread(
+            target=self._pipeline.generate, args=(inputs, options, Streamer()), daemon=True
+        )
+        worker.start()
+        produced = 0
+        while (token := ids.get()) is not None:
+            produced += 1
+            yield token
+        worker.join()
+        if produced < budget:
+            yield min(self.eos)
+
+    def generate_batch(
+        self, batch: Sequence[Sequence[Message]], config: GenerationConfig
+    ) -> list[GenerationResult]:
+        """One after the other: the pipeline answers one request at a time."""
         return [self.generate(messages, config) for messages in batch]

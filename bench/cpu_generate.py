@@ -6,7 +6,11 @@ Engines (each runs in its own process, so its load time and peak memory are its 
 - ``llamacpp``: rag's llama.cpp backend on the GGUF as it ships (several sequences per step);
 - ``llamacpp-bare``: llama-cpp-python's high-level ``Llama`` on the same GGUF (what a user runs
   instead; rag's overhead is measured against it);
-- ``ct2``: rag's CTranslate2 backend, int8, converted once from the GGUF (conversion timed).
+- ``ct2``: rag's CTranslate2 backend, int8, converted once from the GGUF (conversion timed);
+- ``openvino``: rag's OpenVINO backend (the default), the GGUF re-quantized once to Q8_0
+  (timed), continuous batching with a prefix cache;
+- ``openvino-bare``: OpenVINO GenAI's ``LLMPipeline`` on the same Q8_0 file (what a user runs
+  instead).
 
 Per engine: load time; for a RAG prompt built by the real prompt builder (two demonstrations
 and as many numbered SQuAD paragraphs as make ~1,500 tokens), time to first token, prefill and
@@ -41,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINES = ("transformers", "llamacpp", "llamacpp-bare", "ct2")
+ENGINES = ("transformers", "llamacpp", "llamacpp-bare", "ct2", "openvino", "openvino-bare")
 CONCURRENT = 4
 DECODE_PROMPT = "Write a long, detailed story about a lighthouse keeper and a storm."
 CONCURRENT_PROMPTS = (
@@ -168,6 +172,14 @@ def make_generator(engine: str, model: str, cache_dir: Path) -> Any:
         from rag.generate.ct2_backend import CT2Generator
 
         return CT2Generator(model, cache_dir=cache_dir)
+    if engine == "openvino":
+        from rag.generate.openvino_backend import OpenVINOGenerator
+
+        return OpenVINOGenerator(model, cache_dir=cache_dir)
+    if engine == "openvino-bare":
+        from bench.cpu_engines import BareOpenVINOGenerator
+
+        return BareOpenVINOGenerator(model, cache_dir=cache_dir)
     from bench.cpu_engines import BareLlamaGenerator
 
     return BareLlamaGenerator(model, cache_dir=cache_dir)
@@ -181,6 +193,12 @@ def prepare(engine: str, model: str, cache_dir: Path) -> float | None:
         from rag.generate.ct2_convert import ct2_folder
 
         folder = ct2_folder(model, cache_dir)
+    elif engine.startswith("openvino"):
+        from rag.generate.openvino_convert import openvino_gguf
+        from rag.models import tokenizer_folder
+
+        tokenizer_folder(model, cache_dir)
+        folder = openvino_gguf(model, cache_dir).parent
     elif engine == "transformers":
         from rag.models import model_folder
 
@@ -238,7 +256,7 @@ def run_engine(engine: str, inputs: dict[str, Any], cache_dir: Path) -> dict[str
     t0 = time.perf_counter()
     results = generator.generate_batch(batch, decode)
     out["batch4_tok_s"] = sum(r.completion_tokens for r in results) / (time.perf_counter() - t0)
-    if engine in ("llamacpp", "ct2"):  # the engines that take concurrent requests
+    if engine in ("llamacpp", "ct2", "openvino"):  # the engines that take concurrent requests
         chats = [msgs(m, f"t{i}") for i, m in enumerate(inputs["concurrent"])]
         out["threads4_tok_s"] = _threaded(generator, chats, decode)
 
@@ -276,19 +294,19 @@ def _threaded(generator: Any, chats: list[Any], config: Any) -> float:
 # -- install costs -----------------------------------------------------------------------------
 
 
-def install_seconds(requirement: str, *, compile_sdist: bool = False) -> float | None:
-    """Seconds to pip-install ``requirement`` into a fresh venv (from pip's cache), or to build
-    its wheel from the sdist with no cache (what a machine without the wheel pays)."""
+def install_seconds(*requirements: str, compile_sdist: bool = False) -> float | None:
+    """Seconds to pip-install ``requirements`` into a fresh venv (from pip's cache), or to build
+    the first one's wheel from the sdist with no cache (what a machine without the wheel pays)."""
     with tempfile.TemporaryDirectory(prefix="rag-install-") as scratch:
         venv = Path(scratch) / "venv"
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         pip = [str(venv / "bin" / "python"), "-m", "pip", "-q"]
         if compile_sdist:
-            name = requirement.split("==")[0]
+            name = requirements[0].split("==")[0]
             command = [*pip, "wheel", "--no-deps", "--no-cache-dir", "--no-binary", name]
-            command += [requirement, "-w", scratch]
+            command += [requirements[0], "-w", scratch]
         else:
-            command = [*pip, "install", "--no-deps", requirement]
+            command = [*pip, "install", "--no-deps", *requirements]
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
@@ -361,10 +379,11 @@ def print_table(results: dict[str, dict[str, Any]], inputs: dict[str, Any]) -> N
         if figures.get("answer_ms") and base.get("answer_ms"):
             ratios.append(f"answer x{base['answer_ms'] / figures['answer_ms']:.2f} faster")
         print(f"{name} vs transformers: " + ", ".join(ratios))
-    ours, bare = results.get("llamacpp", {}), results.get("llamacpp-bare", {})
-    if ours.get("answer_ms") and bare.get("answer_ms"):
-        ratio = ours["answer_ms"] / bare["answer_ms"]
-        print(f"rag llama.cpp answer time / bare Llama: {ratio:.2f}")
+    for engine, call in (("llamacpp", "Llama"), ("openvino", "LLMPipeline")):
+        ours, bare = results.get(engine, {}), results.get(f"{engine}-bare", {})
+        if ours.get("answer_ms") and bare.get("answer_ms"):
+            ratio = ours["answer_ms"] / bare["answer_ms"]
+            print(f"rag {engine} answer time / bare {call}: {ratio:.2f}")
     for name, figures in results.items():
         if "error" in figures:
             print(f"{name}: failed: {figures['error']}")
@@ -446,15 +465,21 @@ def main() -> None:
     if args.install or args.compile:
         from importlib.metadata import version
 
-        for engine, package in (("llamacpp", "llama-cpp-python"), ("ct2", "ctranslate2")):
-            requirement = f"{package}=={version(package)}"
+        packages = {
+            "llamacpp": ("llama-cpp-python",),
+            "ct2": ("ctranslate2",),
+            "openvino": ("openvino-genai", "openvino", "openvino-tokenizers"),
+        }
+        for engine, names in packages.items():
+            requirements = [f"{name}=={version(name)}" for name in names]
             figures = results.setdefault(engine, {})
             if args.install:
-                figures["install_s"] = install_seconds(requirement)
-            if args.compile and package == "llama-cpp-python":
-                figures["compile_s"] = install_seconds(requirement, compile_sdist=True)
-        if "llamacpp" in results and "llamacpp-bare" in results:
-            results["llamacpp-bare"]["install_s"] = results["llamacpp"].get("install_s")
+                figures["install_s"] = install_seconds(*requirements)
+            if args.compile and engine == "llamacpp":
+                figures["compile_s"] = install_seconds(*requirements, compile_sdist=True)
+        for bare in ("llamacpp", "openvino"):
+            if bare in results and f"{bare}-bare" in results:
+                results[f"{bare}-bare"]["install_s"] = results[bare].get("install_s")
     agreement(results, inputs)
     print_table(results, inputs)
     print(f"load average at the end: {os.getloadavg()}")

@@ -1,9 +1,10 @@
-"""The CPU generator: CTranslate2 with int8 weights, converted once from the registry's GGUF.
+"""A CPU generator: CTranslate2 with int8 weights, converted once from the registry's GGUF.
 
-Measured against llama.cpp on the same GGUF and transformers fp32 (`bench/cpu_generate.py`),
-CTranslate2's int8 matrix kernels read a prompt about 2x faster than llama.cpp and transformers
-(and decode faster too), and a RAG answer is mostly prompt (about 1,000-1,500 tokens for some 30
-of answer). Prompts and text are the
+OpenVINO is the CPU default; ``auto`` comes here when it cannot run the model (an adapter it
+cannot merge). Measured against llama.cpp on the same GGUF and transformers fp32
+(`bench/cpu_generate.py`), CTranslate2's int8 matrix kernels read a prompt 1.5-2.5x faster than
+both (and decode faster too), and a RAG answer is mostly prompt (about 700-1,500 tokens for some
+30 of answer). Prompts and text are the
 transformers backend's (``NativeGenerator``): same chat template, same token ids, same
 ``TextStream``; only the weights differ (int8 per channel, re-quantized from the GGUF blocks).
 

@@ -26,7 +26,14 @@ def test_small_run_measures_every_engine(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     results = report["results"]
-    assert set(results) == {"transformers", "llamacpp", "llamacpp-bare", "ct2"}
+    assert set(results) == {
+        "transformers",
+        "llamacpp",
+        "llamacpp-bare",
+        "ct2",
+        "openvino",
+        "openvino-bare",
+    }
     for engine, figures in results.items():
         assert "error" not in figures, (engine, figures)
         assert all(figures[key] > 0 for key in FIGURES), (engine, figures)
@@ -34,10 +41,11 @@ def test_small_run_measures_every_engine(tmp_path: Path) -> None:
         assert figures["prompt_tokens"] == results["transformers"]["prompt_tokens"]
         assert figures["prompt_tokens"] >= report["inputs"]["rag_prompt_tokens"]
         assert len(figures["answers"]) == 2 and 0 <= figures["agree_f1"] <= 1
-    for engine in ("llamacpp", "ct2"):  # the engines that take concurrent requests
+    for engine in ("llamacpp", "ct2", "openvino"):  # the engines that take concurrent requests
         assert results[engine]["threads4_tok_s"] > 0
     assert results["transformers"]["agree_f1"] == 1.0
-    assert "prefill tok/s" in done.stdout and "ct2 vs transformers" in done.stdout
+    assert "prefill tok/s" in done.stdout and "openvino vs transformers" in done.stdout
+    assert "rag openvino answer time / bare LLMPipeline" in done.stdout
 
 
 def test_lora_bench_times_an_engine_and_leaves_no_conversion_behind() -> None:

@@ -14,7 +14,8 @@ def test_generations_at_once_follow_the_engine(tmp_path: Path) -> None:
         settings = load_serve_settings(index=tmp_path, **model, **options)
         return build_state(settings).config.concurrency
 
-    assert concurrency() == 2  # CTranslate2: two replicas
+    assert concurrency() == 4  # OpenVINO: four sequences per step
+    assert concurrency(engine="ctranslate2") == 2  # two replicas
     assert concurrency(engine="llama.cpp") == 4  # four sequences per llama.cpp batch
     assert concurrency(engine="transformers") == 1
     assert concurrency(concurrency=3) == 3  # --concurrency wins
