@@ -1,12 +1,13 @@
 """A LoRA adapter on each CPU engine: how long until it answers, and how fast it answers then.
 
-CTranslate2 merges the adapter into the weights and converts once (cached by the adapter's
-hash); llama.cpp converts it to a GGUF adapter once and applies it on the fly; transformers
-loads it with peft over the float32 weights. Per engine, in one run: the first load with an
-empty cache (conversion included), a second load from the cache, and the time of a short
-answer with the adapter. The adapter is a fresh random rank-16 LoRA on every linear layer (its
-numbers are what counts here, not its answers), so nothing of it is cached yet; what the engines
-converted from it is removed at the end.
+OpenVINO merges the adapter into the weights as it re-quantizes them to Q8_0, and CTranslate2
+as it converts to int8, once each (cached by the adapter's hash); llama.cpp converts it to a
+GGUF adapter once and applies it on the fly; transformers loads it with peft over the float32
+weights. Per engine, in one run: the first load with an empty cache (conversion included), a
+second load from the cache, and the time of a short answer with the adapter. The adapter is a
+fresh random rank-16 LoRA on every linear layer (its numbers are what counts here, not its
+answers), so nothing of it is cached yet; what the engines converted from it is removed at the
+end.
 
     PYTHONPATH=. python bench/cpu_lora.py                  # qwen2.5-0.5b
     PYTHONPATH=. python bench/cpu_lora.py --model smollm2-135m --engines ctranslate2
@@ -50,9 +51,11 @@ def forget_conversions(model: str, cache_dir: Path, adapter: Path) -> None:
     """Remove what the engines converted from this run's adapter (it is never used again)."""
     from rag.generate.ct2_convert import ct2_path
     from rag.generate.lora_gguf import adapter_gguf_path
+    from rag.generate.openvino_convert import openvino_path
     from rag.models import gguf_path
 
     shutil.rmtree(ct2_path(model, cache_dir, adapter), ignore_errors=True)
+    shutil.rmtree(openvino_path(model, cache_dir, adapter), ignore_errors=True)
     adapter_gguf_path(adapter, gguf_path(model, cache_dir), cache_dir).unlink(missing_ok=True)
 
 
@@ -74,7 +77,7 @@ def time_engine(engine: str, model: str, cache_dir: Path, adapter: Path) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="qwen2.5-0.5b")
-    parser.add_argument("--engines", default="ctranslate2,llama.cpp,transformers")
+    parser.add_argument("--engines", default="openvino,ctranslate2,llama.cpp,transformers")
     args = parser.parse_args()
     cache_dir = load_settings().cache_dir
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
