@@ -50,8 +50,8 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=50_000_000, ge=1)
     max_file_chars: int = Field(default=5_000_000, ge=1)
     max_file_seconds: float = Field(default=60.0, gt=0)
-    #: The local generation engine: ``auto`` (transformers on CUDA, CTranslate2 int8 on the
-    #: CPU), ``ctranslate2``, ``llama.cpp`` or ``transformers``.
+    #: The local generation engine: ``auto`` (transformers on CUDA, OpenVINO on the CPU),
+    #: ``openvino``, ``ctranslate2``, ``llama.cpp`` or ``transformers``.
     engine: str = "auto"
     #: An OpenAI-compatible server to generate with instead of a local model.
     base_url: str | None = None

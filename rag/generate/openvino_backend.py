@@ -109,67 +109,90 @@ class OpenVINOGenerator(NativeGenerator):
 
 
 class _Request:
-    """One sequence in the pipeline: its handle and the ids it produced, not yet read."""
+    """One sequence: what to add to the pipeline, its handle there, and the ids it produced."""
 
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
-        #: New ids; then None at the end, or the exception that ended the pipeline.
+    def __init__(self, prompt: Any, options: Any) -> None:
+        self.prompt, self.options = prompt, options
+        self.key = 0
+        self.handle: Any = None
+        #: New ids; then None at the end, or the exception that ended the request.
         self.ids: queue.SimpleQueue[int | BaseException | None] = queue.SimpleQueue()
 
 
 class _Stepper:
-    """Steps ``pipeline`` on its own thread while any request runs; requests join between steps.
+    """Steps ``pipeline`` on its own thread while any request runs.
 
-    The pipeline's calls are made under one lock, so a request joins (or leaves) between two
-    steps, never during one.
+    Only that thread touches the pipeline: a new request (or a cancelled one) is handed over
+    and joins (or leaves) the batch before the next step, so a second client starts within one
+    step of the first instead of waiting for a lock the stepping thread keeps taking back.
     """
 
     def __init__(self, pipeline: Any) -> None:
         self._pipeline = pipeline
-        self._lock = threading.Condition()
+        self._handover = threading.Condition()
+        self._new: list[_Request] = []
+        self._cancelled: list[_Request] = []
+        #: The requests in the pipeline, by key (the stepping thread's own).
         self._live: dict[int, _Request] = {}
-        self._next_id = 0
+        self._last_key = 0
         threading.Thread(target=self._run, name="openvino-steps", daemon=True).start()
 
-    def submit(self, ids: Any, options: Any) -> _Request:
-        with self._lock:
-            self._next_id += 1
-            request = _Request(self._pipeline.add_request(self._next_id, ids, options))
-            self._live[self._next_id] = request
-            self._lock.notify()
+    def submit(self, prompt: Any, options: Any) -> _Request:
+        request = _Request(prompt, options)
+        with self._handover:
+            self._new.append(request)
+            self._handover.notify()
         return request
 
     def cancel(self, request: _Request) -> None:
-        """Stop ``request`` now (its reader went away); its KV blocks free at the next step."""
-        with self._lock:
-            if request in self._live.values():
-                request.handle.cancel()
+        """Stop ``request`` (its reader went away); its KV blocks free at the next step."""
+        with self._handover:
+            self._cancelled.append(request)
+            self._handover.notify()
 
     def _run(self) -> None:
         import openvino_genai
 
         running = openvino_genai.GenerationStatus.RUNNING
         while True:
-            with self._lock:
-                while not self._live:
-                    self._lock.wait()
+            with self._handover:
+                while not (self._new or self._cancelled or self._live):
+                    self._handover.wait()
+                new, self._new = self._new, []
+                cancelled, self._cancelled = self._cancelled, []
+            for request in new:
+                self._last_key += 1
                 try:
-                    self._pipeline.step()
-                except Exception as error:  # every reader gets the error
-                    for request in self._live.values():
-                        request.ids.put(error)
-                    self._live.clear()
+                    request.handle = self._pipeline.add_request(
+                        self._last_key, request.prompt, request.options
+                    )
+                except Exception as error:  # its reader gets the error
+                    request.ids.put(error)
                     continue
-                for key, request in list(self._live.items()):
-                    handle = request.handle
-                    finished = handle.get_status() != running
-                    if handle.can_read():
-                        for output in handle.read().values():
-                            for token in output.generated_ids:
-                                request.ids.put(int(token))
-                    if finished:
-                        request.ids.put(None)
-                        del self._live[key]
+                request.key = self._last_key
+                self._live[request.key] = request
+            for request in cancelled:
+                if request.key in self._live:
+                    request.handle.cancel()
+            if not self._live:
+                continue
+            try:
+                self._pipeline.step()
+            except Exception as error:  # every reader gets the error
+                for request in self._live.values():
+                    request.ids.put(error)
+                self._live.clear()
+                continue
+            for key, request in list(self._live.items()):
+                handle = request.handle
+                finished = handle.get_status() != running
+                if handle.can_read():
+                    for output in handle.read().values():
+                        for token in output.generated_ids:
+                            request.ids.put(int(token))
+                if finished:
+                    request.ids.put(None)
+                    del self._live[key]
 
 
 def _token_ids(
