@@ -105,13 +105,10 @@ class BareOpenVINOGenerator(NativeGenerator):
         import openvino
         import openvino_genai
 
+        from rag.generate.openvino_backend import request_options
+
         self.warm_up()
-        options = openvino_genai.GenerationConfig()
-        options.max_new_tokens = budget
-        options.stop_token_ids = set(self.eos)
-        options.do_sample = config.temperature > 0
-        if options.do_sample:
-            options.temperature, options.top_p = config.temperature, config.top_p
+        options = request_options(budget, config, self.eos)
         ids: queue.SimpleQueue[int | None] = queue.SimpleQueue()
 
         class Streamer(openvino_genai.StreamerBase):  # type: ignore[misc]

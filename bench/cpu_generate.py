@@ -194,11 +194,9 @@ def prepare(engine: str, model: str, cache_dir: Path) -> float | None:
 
         folder = ct2_folder(model, cache_dir)
     elif engine.startswith("openvino"):
-        from rag.generate.openvino_convert import openvino_gguf
-        from rag.models import tokenizer_folder
+        from rag.generate import prepare_model
 
-        tokenizer_folder(model, cache_dir)
-        folder = openvino_gguf(model, cache_dir).parent
+        folder = prepare_model(model, cache_dir, engine="openvino")[1].parent
     elif engine == "transformers":
         from rag.models import model_folder
 

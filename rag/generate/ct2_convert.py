@@ -50,7 +50,12 @@ def ct2_path(name: str, cache_dir: Path, adapter: Path | None = None) -> Path:
     """Where ``ct2_folder`` keeps model ``name`` (with ``adapter`` merged), converted or not."""
     from rag.models import ct2_base_path
 
-    base = ct2_base_path(name, cache_dir)
+    return merged_path(ct2_base_path(name, cache_dir), adapter)
+
+
+def merged_path(base: Path, adapter: Path | None) -> Path:
+    """``base``, or for a model with ``adapter`` merged into it the folder beside it named by
+    the adapter's files (every engine that merges an adapter keeps its copies this way)."""
     if adapter is None:
         return base
     return base.with_name(f"{base.name}-lora-{adapter_digest(adapter)}")

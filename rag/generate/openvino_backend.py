@@ -91,21 +91,28 @@ class OpenVINOGenerator(NativeGenerator):
         self.warm_up()
         import numpy as np
         import openvino
-        import openvino_genai
 
-        options = openvino_genai.GenerationConfig()
-        options.max_new_tokens = budget
-        options.stop_token_ids = set(self.eos)
-        options.eos_token_id = min(self.eos)
-        if config.temperature > 0:
-            options.do_sample = True
-            options.temperature = config.temperature
-            options.top_p = config.top_p
-            if config.seed is not None:
-                options.rng_seed = config.seed
         ids = openvino.Tensor(np.asarray([prompt], dtype=np.int64))
-        request = self._steps.submit(ids, options)
-        return _token_ids(request, self._steps, budget, min(self.eos), self.eos)
+        request = self._steps.submit(ids, request_options(budget, config, self.eos))
+        return _token_ids(request, self._steps, budget, self.eos)
+
+
+def request_options(budget: int, config: GenerationConfig, eos: set[int]) -> Any:
+    """OpenVINO's generation config for one request: ``budget`` new tokens at most, stopping
+    at any of ``eos``, greedy or sampled (seeded) as ``config`` says."""
+    import openvino_genai
+
+    options = openvino_genai.GenerationConfig()
+    options.max_new_tokens = budget
+    options.stop_token_ids = set(eos)
+    options.eos_token_id = min(eos)
+    if config.temperature > 0:
+        options.do_sample = True
+        options.temperature = config.temperature
+        options.top_p = config.top_p
+        if config.seed is not None:
+            options.rng_seed = config.seed
+    return options
 
 
 class _Request:
@@ -195,19 +202,20 @@ class _Stepper:
                     del self._live[key]
 
 
-def _token_ids(
-    request: _Request, steps: _Stepper, budget: int, end: int, eos: set[int]
-) -> Iterator[int]:
+def _token_ids(request: _Request, steps: _Stepper, budget: int, eos: set[int]) -> Iterator[int]:
     """The request's ids as the pipeline makes them, with an EOS id after an early end that
-    did not produce one; closing this stops the request."""
-    produced, last = 0, None
+    did not produce one; closing this before the end stops the request."""
+    produced, last, ended = 0, None, False
     try:
         while (token := request.ids.get()) is not None:
             if isinstance(token, BaseException):
+                ended = True  # the pipeline dropped it already
                 raise GenerationError(f"OpenVINO failed while generating: {token}") from token
             produced, last = produced + 1, token
             yield token
+        ended = True
         if produced < budget and last not in eos:
-            yield end
+            yield min(eos)
     finally:
-        steps.cancel(request)
+        if not ended:
+            steps.cancel(request)

@@ -59,13 +59,10 @@ def openvino_gguf(name: str, cache_dir: Path, adapter: Path | None = None) -> Pa
 
 def openvino_path(name: str, cache_dir: Path, adapter: Path | None = None) -> Path:
     """Where ``openvino_gguf`` keeps model ``name`` (with ``adapter`` merged), written or not."""
-    from rag.generate.ct2_convert import adapter_digest
+    from rag.generate.ct2_convert import merged_path
     from rag.models import openvino_base_path
 
-    base = openvino_base_path(name, cache_dir)
-    if adapter is None:
-        return base
-    return base.with_name(f"{base.name}-lora-{adapter_digest(adapter)}")
+    return merged_path(openvino_base_path(name, cache_dir), adapter)
 
 
 def write_q8_0(source: Path, out: Path, deltas: dict[str, Any]) -> None:
