@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from rag.errors import GenerationError
 from rag.generate.base import GenerationConfig, GenerationResult
 from rag.generate.native import NativeGenerator
 from rag.types import Message
@@ -110,26 +111,45 @@ class BareOpenVINOGenerator(NativeGenerator):
         self.warm_up()
         options = request_options(budget, config, self.eos)
         ids: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        # Closing this stream (a stop string) stops the pipeline at its next token and waits for
+        # it: the pipeline takes one request at a time, and a call left running in the
+        # background would overlap the next one (or still be running when the process exits).
+        closed = threading.Event()
 
-        class Streamer(openvino_genai.StreamerBase):  # type: ignore[misc]
+        class Streamer(openvino_genai.StreamerBase):
             def write(self, token: Any) -> Any:
                 for one in token if isinstance(token, list) else [token]:
                     ids.put(int(one))
+                if closed.is_set():
+                    return openvino_genai.StreamingStatus.STOP
                 return openvino_genai.StreamingStatus.RUNNING
 
             def end(self) -> None:
                 ids.put(None)
 
         inputs = openvino.Tensor(np.asarray([prompt], dtype=np.int64))
-        worker = threading.Thread(
-            target=self._pipeline.generate, args=(inputs, options, Streamer()), daemon=True
-        )
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self._pipeline.generate(inputs, options, Streamer())
+            except BaseException as error:  # the reader raises it
+                failed.append(error)
+            finally:
+                ids.put(None)  # after end()'s, or instead of it
+
+        worker = threading.Thread(target=run, daemon=True)
         worker.start()
         produced = 0
-        while (token := ids.get()) is not None:
-            produced += 1
-            yield token
-        worker.join()
+        try:
+            while (token := ids.get()) is not None:
+                produced += 1
+                yield token
+        finally:
+            closed.set()
+            worker.join()
+        if failed:
+            raise GenerationError(f"OpenVINO's LLMPipeline failed: {failed[0]}") from failed[0]
         if produced < budget:
             yield min(self.eos)
 

@@ -48,6 +48,31 @@ def test_small_run_measures_every_engine(tmp_path: Path) -> None:
     assert "rag openvino answer time / bare LLMPipeline" in done.stdout
 
 
+def test_the_bare_openvino_call_ends_before_the_next_begins() -> None:
+    """The pipeline answers one request at a time: a stream ended by EOS, or closed early, has
+    its call finished and joined before the next starts (an overlap crashed CI once)."""
+    import threading
+    from collections.abc import Generator
+
+    from bench.cpu_engines import BareOpenVINOGenerator
+    from rag.generate import GenerationConfig
+    from rag.types import Message
+
+    generator = BareOpenVINOGenerator("smollm2-135m", cache_dir=Path(os.environ["RAG_TEST_CACHE"]))
+    generator.warm_up()
+    threads = threading.active_count()
+    question = [Message("user", "What is the capital of France?")]
+    first = generator.generate(question, GenerationConfig(max_new_tokens=64))
+    assert first.finish_reason == "stop" and "Paris" in first.text
+    assert threading.active_count() == threads
+    story = generator.stream([Message("user", "Tell me a long story.")], GenerationConfig(200))
+    assert isinstance(story, Generator)
+    next(story)
+    story.close()
+    assert threading.active_count() == threads
+    assert generator.generate(question, GenerationConfig(max_new_tokens=64)).text == first.text
+
+
 def test_lora_bench_times_an_engine_and_leaves_no_conversion_behind() -> None:
     cache = Path(os.environ["RAG_TEST_CACHE"])
     before = sorted((cache / "adapters").glob("*.gguf"))
