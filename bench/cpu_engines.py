@@ -111,9 +111,9 @@ class BareOpenVINOGenerator(NativeGenerator):
         self.warm_up()
         options = request_options(budget, config, self.eos)
         ids: queue.SimpleQueue[int | None] = queue.SimpleQueue()
-        # Closing this stream (a stop string) stops the pipeline at its next token and waits for
-        # it: the pipeline takes one request at a time, and a call left running in the
-        # background would overlap the next one (or still be running when the process exits).
+        # Closing this stream (at an EOS id or a stop string) stops the pipeline at its next token
+        # and waits for it: the pipeline takes one request at a time, and a call left running in
+        # the background would overlap the next one (or still be running when the process exits).
         closed = threading.Event()
 
         class Streamer(openvino_genai.StreamerBase):
